@@ -1,0 +1,111 @@
+"""`DiffusionGenerationConfig`: the defaults of the diffusion `generate`, saved with a checkpoint as
+`generation_config.json` (a transformers `GenerationConfig` with diffusion fields)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import GenerationConfig
+
+__all__ = ["DiffusionGenerationConfig", "DIFFUSION_FIELDS"]
+
+# name -> default. Every field is documented in the class docstring.
+DIFFUSION_FIELDS: dict[str, Any] = {
+    "strategy": "confidence",
+    "steps": 128,
+    "gen_length": 128,
+    "block_length": None,
+    "temperature": 0.0,
+    "score": "confidence",
+    "threshold": 0.9,
+    "cfg_scale": 0.0,
+    "logits_eos_inf": False,
+    "alg": "maskgit_plus",
+    "alg_temp": None,
+    "eps": 1e-3,
+    "top_k": None,
+    "top_p": None,
+    "mask_token_id": None,
+    "shift_logits": None,
+    "output_history": False,
+    "return_dict_in_generate": False,
+    "num_return_sequences": 1,
+    "seed": None,
+}
+
+
+class DiffusionGenerationConfig(GenerationConfig):
+    r"""Defaults of the masked-diffusion decoding loop (`model.generate`). Any field can be overridden
+    per call: `model.generate(ids, steps=256, strategy="ar")`.
+
+    Args:
+        strategy: which positions to commit each step. `"ar"` (leftmost masked first), `"confidence"`
+            (arbitrary order, best `score` first; LLaDA's `low_confidence`), `"random"`, `"threshold"`
+            (Fast-dLLM: top-1 plus every candidate with confidence >= `threshold`, per block), `"dream"`
+            (Dream's own schedule, see `alg`).
+        steps: number of decoding steps (forward passes) for the whole generation region. Steps whose
+            budget is zero are skipped, so no forward pass commits nothing.
+        gen_length: number of generated positions (`max_new_tokens` is an alias).
+        block_length: semi-autoregressive blocks: the region is cut into blocks decoded left to right,
+            `steps` split equally among them. `None` = one block.
+        temperature: 0 = argmax candidates; > 0 = candidates sampled from softmax(logits / T).
+        score: ranking used by `"confidence"`: `"confidence"` (p(x0)), `"margin"` (p1 - p2) or
+            `"entropy"` (sum p log p; higher = surer).
+        threshold: confidence threshold of the `"threshold"` strategy (Fast-dLLM default 0.9).
+        cfg_scale: LLaDA classifier-free guidance (0 = off); the unconditional pass masks the prompt.
+        logits_eos_inf: forbid the EOS token as a candidate (LLaDA's option).
+        alg: Dream's rule for `strategy="dream"`: `"origin"`, `"maskgit_plus"`, `"topk_margin"`, `"entropy"`.
+        alg_temp: Dream's sampling temperature over positions (None/0 = top-k positions).
+        eps: Dream's final time of the schedule `linspace(1, eps, steps + 1)`.
+        top_k / top_p: candidate filtering at T > 0 (Dream's options).
+        mask_token_id: the mask id (defaults to `model.config.mask_token_id`).
+        shift_logits: whether the model's raw logits are shifted (Dream); defaults to the model's own.
+        output_history: keep the canvas after every step (`out.history`).
+        return_dict_in_generate: return a `DiffusionGenerateOutput` instead of the sequences tensor.
+        num_return_sequences: samples per prompt.
+        seed: seed of a private `torch.Generator` (instead of the global RNG).
+    """
+
+    def __init__(self, **kwargs):
+        ours = {name: kwargs.pop(name, default) for name, default in DIFFUSION_FIELDS.items()}
+        if kwargs.get("max_new_tokens") is not None and "gen_length" not in kwargs:
+            ours["gen_length"] = kwargs["max_new_tokens"]
+        super().__init__(**kwargs)
+        # set after the parent, which would reset the fields it shares with us (temperature, top_k, ...)
+        for name, value in ours.items():
+            setattr(self, name, value)
+        self.max_new_tokens = self.gen_length
+
+    @classmethod
+    def from_generation_config(cls, config: GenerationConfig | None, model_config=None) -> DiffusionGenerationConfig:
+        """Build from whatever `model.generation_config` holds (a plain `GenerationConfig` after
+        `from_pretrained`), falling back to the model config for the token ids."""
+        data: dict[str, Any] = {}
+        if config is not None:
+            data = {
+                k: v
+                for k, v in config.to_dict().items()
+                if not k.startswith("_") and not (k in DIFFUSION_FIELDS and v is None)
+            }
+            data.pop("transformers_version", None)
+            if getattr(config, "gen_length", None) is None and data.get("max_new_tokens") is None:
+                data.pop("max_new_tokens", None)
+        for key in ("mask_token_id", "eos_token_id", "pad_token_id"):
+            if data.get(key) is None and model_config is not None:
+                data[key] = getattr(model_config, key, None)
+        return cls(**data)
+
+    @classmethod
+    def from_model_config(cls, model_config) -> DiffusionGenerationConfig:
+        """Defaults for a freshly built model: token ids from its config, diffusion fields at their defaults."""
+        return cls.from_generation_config(GenerationConfig.from_model_config(model_config), model_config)
+
+    def validate(self, strict: bool = False, **kwargs) -> None:
+        # temperature, top_k, ... are meaningful without `do_sample` in diffusion decoding; let the
+        # parent check everything else.
+        do_sample = self.do_sample
+        self.do_sample = True
+        try:
+            super().validate(strict=strict, **kwargs)
+        finally:
+            self.do_sample = do_sample

@@ -1,0 +1,367 @@
+"""THE mask-predict loop. `DiffusionGenerationMixin.generate` runs every decoding strategy of the
+paper through one loop: forward -> candidates + scores on the rows a strategy may commit -> commit.
+
+Cost: the LM head (and every full-vocabulary operation) runs only on the positions that can be
+committed at this step (`StepPlan.rows`), never on the whole canvas; sampling at T > 0 draws from
+softmax(logits / T) in float32 (the distribution of LLaDA's float64 Gumbel-max), and steps whose
+budget is zero run no forward pass."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList
+
+from ..alignment import align_predictions, model_shifts_logits
+from .config import DIFFUSION_FIELDS, DiffusionGenerationConfig
+from .output import DiffusionGenerateOutput, DiffusionStep
+from .strategies import DREAM_ALGS, STRATEGIES, DecodeState, Strategy
+
+__all__ = ["DiffusionGenerationMixin", "candidates_and_scores", "filter_logits"]
+
+SCORES = ("confidence", "margin", "entropy")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Top-k then top-p (nucleus) filtering of (N, V) logits: removed entries become -inf."""
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cum > top_p
+        remove[..., 1:] = remove[..., :-1].clone()  # keep the first token above the threshold
+        remove[..., 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
+    return logits
+
+
+def candidates_and_scores(
+    logits: torch.Tensor,
+    *,
+    temperature: float,
+    score_kind: str | None,
+    tempered_scores: bool = False,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.LongTensor, torch.Tensor | None]:
+    """Candidate token and score for each of N rows of (N, V) logits.
+
+    Candidates: argmax at T = 0, else one draw from softmax(filter(logits / T)). Scores (higher = surer):
+    `confidence` p(x0), `margin` p1 - p2, `entropy` sum p log p, under softmax(logits) (LLaDA) or, with
+    `tempered_scores`, under the tempered and filtered distribution (Dream). bf16/fp16 logits are
+    promoted to float32; float64 stays float64."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    sampled = temperature > 0
+    if sampled:
+        tempered = filter_logits(logits / temperature, top_k, top_p)
+        probs = tempered.softmax(-1)
+        x0 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    else:
+        tempered = filter_logits(logits, top_k, top_p) if (top_k or top_p is not None) else logits
+        x0 = tempered.argmax(-1)
+    if score_kind is None:
+        return x0, None
+    base = tempered if tempered_scores else logits
+    lse = base.logsumexp(-1, keepdim=True)
+    if score_kind == "confidence":
+        score = (base.gather(-1, x0[:, None]) - lse).exp().squeeze(-1)
+    elif score_kind == "margin":
+        top2 = (base.topk(2, dim=-1).values - lse).exp()
+        score = top2[:, 0] - top2[:, 1]
+    elif score_kind == "entropy":
+        logp = base - lse
+        score = (logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+    else:
+        raise ValueError(f"unknown score {score_kind!r}; choose one of {SCORES}.")
+    return x0, score
+
+
+class DiffusionGenerationMixin:
+    """Gives a masked-diffusion model the diffusion `generate`. The model must provide `forward` returning
+    `.logits`; when it also has `get_decoder()` and `get_output_embeddings()` (as LLaDA and Dream here), the
+    loop runs the trunk once per step and the LM head on the committable rows only."""
+
+    generation_config_class = DiffusionGenerationConfig
+
+    # ------------------------------------------------------------------ configuration
+    def adjust_generation_fn(
+        self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, **kwargs
+    ) -> None:
+        """Called by `from_pretrained`: load `generation_config.json` as a `DiffusionGenerationConfig`."""
+        if generation_config is not None:
+            self.generation_config = DiffusionGenerationConfig.from_generation_config(generation_config, self.config)
+            return
+        if pretrained_model_name_or_path is None:
+            return
+        keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+        try:
+            loaded = DiffusionGenerationConfig.from_pretrained(
+                pretrained_model_name_or_path, **{k: kwargs[k] for k in keys if k in kwargs}
+            )
+            self.generation_config = DiffusionGenerationConfig.from_generation_config(loaded, self.config)
+        except OSError:
+            pass
+
+    def _diffusion_config(self, generation_config: GenerationConfig | None, kwargs: dict) -> DiffusionGenerationConfig:
+        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        cfg = DiffusionGenerationConfig.from_generation_config(base, getattr(self, "config", None))
+        if "max_new_tokens" in kwargs:
+            value = kwargs.pop("max_new_tokens")
+            if kwargs.get("gen_length") is not None and value is not None and value != kwargs["gen_length"]:
+                raise ValueError("pass either `gen_length` or `max_new_tokens` (its alias), not both.")
+            kwargs.setdefault("gen_length", value)
+        known = set(DIFFUSION_FIELDS) | {"eos_token_id", "pad_token_id"} | set(getattr(self, "_extra_generate_fields", ()))
+        unknown = sorted(k for k in kwargs if k not in known)
+        if unknown:
+            raise ValueError(
+                f"generate() got unknown argument(s) {unknown}. Diffusion decoding takes: {sorted(known)}."
+            )
+        for key, value in kwargs.items():
+            if value is not None or key in ("block_length", "alg_temp", "top_k", "top_p", "seed"):
+                setattr(cfg, key, value)
+        cfg.max_new_tokens = cfg.gen_length
+        if cfg.shift_logits is None:
+            cfg.shift_logits = model_shifts_logits(self)
+        return cfg
+
+    @staticmethod
+    def _check_config(cfg: DiffusionGenerationConfig) -> None:
+        if cfg.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={cfg.strategy!r} is unknown; valid strategies: {sorted(STRATEGIES)}.")
+        if cfg.mask_token_id is None:
+            raise ValueError(
+                "no mask token id: pass `mask_token_id=` to generate() or set `model.config.mask_token_id`."
+            )
+        for name in ("pad_token_id",):
+            if getattr(cfg, name, None) is not None and getattr(cfg, name) == cfg.mask_token_id:
+                raise ValueError(
+                    f"{name} ({getattr(cfg, name)}) equals mask_token_id: padding would be decoded as masks. "
+                    "Use a different pad token (LLaDA and Dream pad with EOS)."
+                )
+        if not isinstance(cfg.steps, int) or cfg.steps <= 0:
+            raise ValueError(f"steps must be a positive integer, got {cfg.steps!r}.")
+        if not isinstance(cfg.gen_length, int) or cfg.gen_length <= 0:
+            raise ValueError(f"gen_length (max_new_tokens) must be a positive integer, got {cfg.gen_length!r}.")
+        if cfg.block_length is not None:
+            if cfg.strategy == "dream":
+                raise ValueError("block_length is not part of Dream's schedule; use strategy='confidence' for blocks.")
+            if not isinstance(cfg.block_length, int) or cfg.block_length <= 0:
+                raise ValueError(f"block_length must be a positive integer or None, got {cfg.block_length!r}.")
+            if cfg.gen_length % cfg.block_length:
+                raise ValueError(
+                    f"gen_length ({cfg.gen_length}) must be divisible by block_length ({cfg.block_length}); "
+                    "pick a block_length that divides it."
+                )
+            n_blocks = cfg.gen_length // cfg.block_length
+            if cfg.strategy != "threshold" and cfg.steps % n_blocks:
+                raise ValueError(
+                    f"steps ({cfg.steps}) must be divisible by the number of blocks ({n_blocks} = gen_length / "
+                    "block_length); every block gets the same number of steps."
+                )
+        if cfg.temperature is None or cfg.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {cfg.temperature!r}.")
+        if cfg.score not in SCORES:
+            raise ValueError(f"score={cfg.score!r} is unknown; choose one of {SCORES}.")
+        if cfg.alg not in DREAM_ALGS:
+            raise ValueError(f"alg={cfg.alg!r} is unknown; Dream's algorithms are {sorted(DREAM_ALGS)}.")
+        if not (0.0 < cfg.threshold <= 1.0):
+            raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold!r}.")
+        if cfg.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {cfg.cfg_scale!r}.")
+        if not isinstance(cfg.num_return_sequences, int) or cfg.num_return_sequences < 1:
+            raise ValueError(f"num_return_sequences must be a positive integer, got {cfg.num_return_sequences!r}.")
+
+    # ------------------------------------------------------------------ model calls
+    def _diffusion_logits(
+        self,
+        x: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.LongTensor,
+        rows: torch.BoolTensor,
+        shift: bool,
+    ) -> torch.Tensor:
+        """Aligned logits (N, V) for the N positions of `rows` (row-major), from one forward pass over
+        the (B, L) canvas. The LM head runs on those N rows only when the model exposes its trunk."""
+        decoder = self.get_decoder() if hasattr(self, "get_decoder") else None
+        head = self.get_output_embeddings() if hasattr(self, "get_output_embeddings") else None
+        if decoder is not None and head is not None and decoder is not self:
+            hidden = decoder(input_ids=x, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+            return head(align_predictions(hidden, shift)[rows])  # (N, V)
+        logits = self(input_ids=x, attention_mask=attention_mask).logits  # (B, L, V)
+        return align_predictions(logits, shift)[rows]
+
+    # ------------------------------------------------------------------ the loop
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        logits_processor: LogitsProcessorList | list | None = None,
+        step_callback: Callable[[DiffusionStep], Any] | None = None,
+        **kwargs,
+    ) -> torch.LongTensor | DiffusionGenerateOutput:
+        r"""Masked-diffusion decoding: start from the prompt followed by `gen_length` masks and, each step,
+        run the model once and commit some masked positions (never re-masked) until none is left.
+
+        Args:
+            input_ids: (B, P) prompt ids, LEFT-padded (`tokenizer.padding_side = "left"`). Mask tokens inside
+                the prompt are filled in too (infilling).
+            attention_mask: (B, P), 1 for real tokens.
+            generation_config: defaults (else `model.generation_config`); any
+                :class:`DiffusionGenerationConfig` field may also be passed as a keyword
+                (`strategy`, `steps`, `gen_length`/`max_new_tokens`, `block_length`, `temperature`, `score`,
+                `threshold`, `cfg_scale`, `logits_eos_inf`, `alg`, `alg_temp`, `eps`, `top_k`, `top_p`,
+                `num_return_sequences`, `seed`, `output_history`, `return_dict_in_generate`, `mask_token_id`).
+            generator: a `torch.Generator` for every random draw (sampling, `random` order, Dream's `origin`).
+            logits_processor: transformers `LogitsProcessor`s, applied to the candidate rows' logits (e.g.
+                `SuppressTokensLogitsProcessor`); `input_ids` they see is the current canvas of each row.
+            step_callback: called after every step with a :class:`DiffusionStep` (live displays, histories).
+
+        Returns:
+            the (B * num_return_sequences, P + G) sequences, or a :class:`DiffusionGenerateOutput` with
+            `sequences`, `trace` and `nfe` (and `history`) when `return_dict_in_generate=True`.
+
+        Example:
+        ```python
+        >>> out = model.generate(input_ids, strategy="confidence", steps=64, gen_length=128, block_length=32,
+        ...                      return_dict_in_generate=True)  # doctest: +SKIP
+        >>> from nap_hf.metrics import global_arness
+        >>> global_arness(out.trace).mean  # doctest: +SKIP
+        ```
+        """
+        if input_ids is None:
+            raise ValueError("input_ids is required: the (batch, prompt_length) prompt ids (left-padded).")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}.")
+        cfg = self._diffusion_config(generation_config, kwargs)
+        self._check_config(cfg)
+        if attention_mask is not None:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"attention_mask shape {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
+                )
+            am = attention_mask.long()
+            if bool((am[:, 1:] < am[:, :-1]).any()):
+                raise ValueError(
+                    "attention_mask shows right padding; diffusion decoding needs LEFT padding "
+                    "(set `tokenizer.padding_side = 'left'`)."
+                )
+        if generator is None and cfg.seed is not None:
+            generator = torch.Generator(device=input_ids.device).manual_seed(int(cfg.seed))
+        if cfg.num_return_sequences > 1:
+            input_ids = input_ids.repeat_interleave(cfg.num_return_sequences, 0)
+            if attention_mask is not None:
+                attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, 0)
+        strategy = STRATEGIES[cfg.strategy](cfg)
+        processors = LogitsProcessorList(logits_processor or [])
+        return self._diffusion_loop(input_ids, attention_mask, cfg, strategy, generator, processors, step_callback)
+
+    def _diffusion_loop(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        cfg: DiffusionGenerationConfig,
+        strategy: Strategy,
+        generator: torch.Generator | None,
+        processors: LogitsProcessorList,
+        step_callback: Callable[[DiffusionStep], Any] | None,
+        canvas: torch.LongTensor | None = None,
+        fillable: torch.BoolTensor | None = None,
+    ) -> torch.LongTensor | DiffusionGenerateOutput:
+        """Run `strategy` to completion on a canvas (default: prompt followed by `gen_length` masks)."""
+        device = input_ids.device
+        B, P = input_ids.shape
+        mask_id = cfg.mask_token_id
+        prompt_real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        if canvas is None:
+            canvas = torch.cat([input_ids, input_ids.new_full((B, cfg.gen_length), mask_id)], dim=1)
+            fillable = torch.cat(
+                [(input_ids == mask_id) & prompt_real, torch.ones(B, cfg.gen_length, dtype=torch.bool, device=device)],
+                dim=1,
+            )
+        x = canvas.clone()
+        L = x.shape[1]
+        full_mask = torch.cat([prompt_real, torch.ones(B, L - P, dtype=torch.bool, device=device)], dim=1)
+        attn = None if bool(full_mask.all()) else full_mask.long()
+        position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)
+        max_len = getattr(getattr(self, "config", None), "max_position_embeddings", None)
+        if max_len is not None and L > max_len:
+            raise ValueError(
+                f"the canvas ({L} tokens = prompt {P} + generation {L - P}) exceeds the model's maximum length "
+                f"({max_len}); shorten the prompt or gen_length."
+            )
+        trace = torch.full((B, L), -1, dtype=torch.long, device=device)
+        state = DecodeState(
+            x=x, fillable=fillable, mask_token_id=mask_id, gen_start=P, gen_length=L - P, generator=generator, config=cfg
+        )
+        cfg_scale = float(cfg.cfg_scale or 0.0)
+        if cfg_scale > 0:
+            # unconditional canvas: the prompt (everything that was not a mask at the start) is masked
+            prompt_index = canvas != mask_id
+            attn2 = None if attn is None else torch.cat([attn, attn], 0)
+            pos2 = torch.cat([position_ids, position_ids], 0)
+        eos = cfg.eos_token_id if cfg.logits_eos_inf else None
+        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        history = [] if cfg.output_history else None
+        nfe = 0
+        strategy.begin(state)
+        while (plan := strategy.plan(state)) is not None:
+            rows = plan.rows
+            if cfg_scale > 0:
+                un_x = x.masked_fill(prompt_index, mask_id)
+                both = self._diffusion_logits(
+                    torch.cat([x, un_x], 0), attn2, pos2, torch.cat([rows, rows], 0), cfg.shift_logits
+                )
+                cond, uncond = both.chunk(2, dim=0)
+                logits = uncond + (cfg_scale + 1) * (cond - uncond)
+                nfe += 2
+            else:
+                logits = self._diffusion_logits(x, attn, position_ids, rows, cfg.shift_logits)
+                nfe += 1
+            if eos_ids:
+                logits[:, eos_ids] = float("-inf")
+            if len(processors):
+                logits = processors(x[rows.nonzero()[:, 0]], logits)
+            score_kind = strategy.score_kind if plan.commit is None else None
+            x0, score = candidates_and_scores(
+                logits,
+                temperature=float(cfg.temperature),
+                score_kind=score_kind,
+                tempered_scores=strategy.tempered_scores,
+                top_k=cfg.top_k,
+                top_p=cfg.top_p,
+                generator=generator,
+            )
+            cand = torch.full_like(x, mask_id)
+            cand[rows] = x0
+            if plan.commit is not None:
+                commit = plan.commit
+            else:
+                scores = torch.full((B, L), float("-inf"), dtype=score.dtype, device=device)
+                scores[rows] = score
+                commit = strategy.select(state, plan, scores) & rows
+            x[commit] = cand[commit]
+            trace[commit] = state.step
+            if history is not None:
+                history.append(x.clone())
+            if step_callback is not None:
+                step_callback(DiffusionStep(step=state.step, nfe=nfe, sequences=x, committed=commit, trace=trace))
+            state.step += 1
+        left = state.masked
+        if bool(left.any()):  # a strategy bug; never return half-decoded text silently
+            raise RuntimeError(f"decoding ended with {int(left.sum())} masked position(s) left (strategy {cfg.strategy!r}).")
+        if not cfg.return_dict_in_generate:
+            return x
+        return DiffusionGenerateOutput(
+            sequences=x, trace=trace, nfe=nfe, history=tuple(history) if history is not None else None
+        )

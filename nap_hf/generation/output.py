@@ -1,0 +1,40 @@
+"""`DiffusionGenerateOutput`: what `generate(..., return_dict_in_generate=True)` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+__all__ = ["DiffusionGenerateOutput", "DiffusionStep"]
+
+
+@dataclass
+class DiffusionGenerateOutput(ModelOutput):
+    """
+    Args:
+        sequences: (B, P + G) the left-padded prompt followed by the generated region (HF decoder-only
+            convention).
+        trace: (B, P + G) the 0-based decoding step at which each position was committed; -1 for the
+            prompt, padding and clamped positions. Feed it to `nap_hf.metrics.global_arness`.
+        nfe: number of model forward passes (a classifier-free-guidance step counts 2).
+        history: with `output_history=True`, the canvas after every step (Dream's `output_history`).
+    """
+
+    sequences: torch.LongTensor | None = None
+    trace: torch.LongTensor | None = None
+    nfe: int | None = None
+    history: tuple[torch.LongTensor, ...] | None = None
+
+
+@dataclass
+class DiffusionStep:
+    """Passed to `generate(step_callback=...)` after every step. Tensors are live views: copy what
+    you keep."""
+
+    step: int
+    nfe: int
+    sequences: torch.LongTensor
+    committed: torch.BoolTensor
+    trace: torch.LongTensor

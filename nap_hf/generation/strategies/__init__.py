@@ -1,0 +1,23 @@
+"""Decoding strategies: one small class per rule, registered by name for `generate(strategy=...)`."""
+
+from .base import STRATEGIES, DecodeState, StepPlan, Strategy, llada_num_transfer_tokens, register_strategy, topk_mask
+from .blockwise import ARStrategy, BlockScheduledStrategy, ConfidenceStrategy, RandomStrategy
+from .dream import DREAM_ALGS, DreamStrategy
+from .threshold import ThresholdStrategy
+
+__all__ = [
+    "STRATEGIES",
+    "DecodeState",
+    "StepPlan",
+    "Strategy",
+    "register_strategy",
+    "llada_num_transfer_tokens",
+    "topk_mask",
+    "ARStrategy",
+    "BlockScheduledStrategy",
+    "ConfidenceStrategy",
+    "RandomStrategy",
+    "ThresholdStrategy",
+    "DreamStrategy",
+    "DREAM_ALGS",
+]

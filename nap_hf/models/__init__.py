@@ -1,0 +1,16 @@
+"""Hub-compatible masked-diffusion models (no remote code)."""
+
+from .auto import enable_diffusion_generate, register_auto_classes
+from .dream import DreamConfig, DreamModel, DreamTokenizer
+from .llada import LLaDAConfig, LLaDAModel, LLaDAModelLM
+
+__all__ = [
+    "enable_diffusion_generate",
+    "register_auto_classes",
+    "DreamConfig",
+    "DreamModel",
+    "DreamTokenizer",
+    "LLaDAConfig",
+    "LLaDAModel",
+    "LLaDAModelLM",
+]

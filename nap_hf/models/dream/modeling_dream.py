@@ -1,0 +1,116 @@
+"""Dream masked-diffusion model: transformers' Qwen2 trunk with bidirectional attention and the
+published weight names (`model.embed_tokens`, `model.layers.N.*`, `model.norm`, `lm_head`).
+Loads Dream-org/Dream-v0-*-7B without remote code."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, Qwen2Model
+from transformers.modeling_outputs import MaskedLMOutput
+
+from ...generation.mixin import DiffusionGenerationMixin
+from ..attention import default_position_ids
+from .configuration_dream import DreamConfig
+
+__all__ = ["DreamModel", "DreamPreTrainedModel", "DreamBaseModel"]
+
+
+class DreamPreTrainedModel(PreTrainedModel):
+    config_class = DreamConfig
+    config: DreamConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Qwen2DecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_attention_backend = True
+
+
+class DreamBaseModel(Qwen2Model):
+    """Qwen2 trunk made bidirectional: the config says `is_causal=False` (so padding masks are built
+    bidirectional) and every attention module runs with `is_causal=False` (so SDPA never falls back to
+    its causal kernel when no mask is needed). Positions skip left padding."""
+
+    config_class = DreamConfig
+
+    def __init__(self, config: DreamConfig):
+        super().__init__(config)
+        for layer in self.layers:
+            layer.self_attn.is_causal = False
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
+        if position_ids is None:
+            ref = input_ids if input_ids is not None else inputs_embeds
+            position_ids = default_position_ids(attention_mask, ref)
+        if attention_mask is not None and attention_mask.dim() == 2 and bool(attention_mask.all()):
+            attention_mask = None
+        kwargs["use_cache"] = False
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+
+
+class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
+    """Dream with its LM head. `forward` returns RAW logits exactly as the published code does (the
+    prediction for position i sits at i-1); :func:`nap_hf.alignment.align_predictions` is the one
+    place that shifts them, for both decoding and the training loss.
+
+    Example:
+    ```python
+    >>> from nap_hf import DreamModel
+    >>> model = DreamModel.from_pretrained("Dream-org/Dream-v0-Instruct-7B", dtype="bfloat16")  # doctest: +SKIP
+    >>> out = model.generate(input_ids, strategy="dream", alg="entropy", steps=256, gen_length=256,
+    ...                      return_dict_in_generate=True)  # doctest: +SKIP
+    ```
+    """
+
+    shift_logits = True
+
+    def __init__(self, config: DreamConfig):
+        super().__init__(config)
+        self.model = DreamBaseModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self._tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def get_decoder(self) -> DreamBaseModel:
+        return self.model
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        """Raw (unshifted) logits (B, L, V), as Dream's published `forward`."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.lm_head(out.last_hidden_state)
+        return MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
