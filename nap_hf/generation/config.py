@@ -67,8 +67,9 @@ class DiffusionGenerationConfig(GenerationConfig):
     """
 
     def __init__(self, **kwargs):
+        gen_length_given = kwargs.get("gen_length") is not None
         ours = {name: kwargs.pop(name, default) for name, default in DIFFUSION_FIELDS.items()}
-        if kwargs.get("max_new_tokens") is not None and "gen_length" not in kwargs:
+        if kwargs.get("max_new_tokens") is not None and not gen_length_given:
             ours["gen_length"] = kwargs["max_new_tokens"]
         super().__init__(**kwargs)
         # set after the parent, which would reset the fields it shares with us (temperature, top_k, ...)
@@ -99,6 +100,11 @@ class DiffusionGenerationConfig(GenerationConfig):
     def from_model_config(cls, model_config) -> DiffusionGenerationConfig:
         """Defaults for a freshly built model: token ids from its config, diffusion fields at their defaults."""
         return cls.from_generation_config(GenerationConfig.from_model_config(model_config), model_config)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["max_new_tokens"] = out.get("gen_length")  # one length, two names
+        return out
 
     def validate(self, strict: bool = False, **kwargs) -> None:
         # temperature, top_k, ... are meaningful without `do_sample` in diffusion decoding; let the

@@ -78,6 +78,9 @@ def candidates_and_scores(
     elif score_kind == "entropy":
         logp = base - lse
         score = (logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+    elif score_kind == "dream_entropy":  # Dream's formula: sum p log(p + 1e-10)
+        p = (base - lse).exp()
+        score = (p * torch.log(p + 1e-10)).sum(-1)
     else:
         raise ValueError(f"unknown score {score_kind!r}; choose one of {SCORES}.")
     return x0, score
@@ -328,6 +331,8 @@ class DiffusionGenerationMixin:
             else:
                 logits = self._diffusion_logits(x, attn, position_ids, rows, cfg.shift_logits)
                 nfe += 1
+            # the mask token is never a candidate: a committed position must stay committed
+            logits[:, mask_id] = float("-inf")
             if eos_ids:
                 logits[:, eos_ids] = float("-inf")
             if len(processors):

@@ -11,7 +11,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb, eager_attention_forward
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
 
 from ...generation.mixin import DiffusionGenerationMixin
 from ..attention import bidirectional_attention_mask, default_position_ids
@@ -20,22 +20,45 @@ from .configuration_llada import LLaDAConfig
 __all__ = ["LLaDAModel", "LLaDAModelLM", "LLaDAPreTrainedModel"]
 
 
+class LLaDARMSNorm(nn.Module):
+    """RMS norm as LLaDA's: normalise in float32 (float64 stays float64), scale by `weight`, cast back."""
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        h = x if dtype == torch.float64 else x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
 class LLaDARope(nn.Module):
-    """Rotary position embedding (rotate-half layout, as Llama), computed in float32
-    (`rope_full_precision`) and cast to the activations' dtype."""
+    """Rotary position embedding (rotate-half layout, as Llama). With `rope_full_precision` (as published)
+    the angles and the rotation of q and k are computed in float32 (float64 for a float64 model) and cast
+    back, like LLaDA's own code; otherwise in the activations' dtype."""
 
     def __init__(self, config: LLaDAConfig):
         super().__init__()
         self.head_dim = config.head_dim
         self.theta = config.rope_theta
+        self.full_precision = config.rope_full_precision
+
+    def compute_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        if dtype == torch.float64 or not self.full_precision:
+            return dtype
+        return torch.float32
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq = 1.0 / (
-            self.theta ** (torch.arange(0, self.head_dim, 2, device=x.device, dtype=torch.float32) / self.head_dim)
-        )
-        freqs = position_ids[..., None].float() * inv_freq  # (B, L, D/2)
+        dtype = self.compute_dtype(x.dtype)
+        angle_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        exponent = torch.arange(0, self.head_dim, 2, device=x.device, dtype=angle_dtype) / self.head_dim
+        inv_freq = 1.0 / (self.theta**exponent)
+        freqs = position_ids[..., None].to(angle_dtype) * inv_freq  # (B, L, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 class LLaDABlock(GradientCheckpointingLayer):
@@ -51,8 +74,8 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.scaling = self.head_dim**-0.5
         self.is_causal = False
         d, qkv_bias = config.d_model, config.include_bias or config.include_qkv_bias
-        self.attn_norm = LlamaRMSNorm(d, eps=config.rms_norm_eps)
-        self.ff_norm = LlamaRMSNorm(d, eps=config.rms_norm_eps)
+        self.attn_norm = LLaDARMSNorm(d, eps=config.rms_norm_eps)
+        self.ff_norm = LLaDARMSNorm(d, eps=config.rms_norm_eps)
         self.q_proj = nn.Linear(d, config.n_heads * self.head_dim, bias=qkv_bias)
         self.k_proj = nn.Linear(d, config.n_kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(d, config.n_kv_heads * self.head_dim, bias=qkv_bias)
@@ -73,8 +96,9 @@ class LLaDABlock(GradientCheckpointingLayer):
         q = self.q_proj(x).view(bsz, seq_len, -1, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(bsz, seq_len, -1, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(bsz, seq_len, -1, self.head_dim).transpose(1, 2)
-        cos, sin = position_embeddings
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        cos, sin = position_embeddings  # in the rope's compute dtype (float32 for bf16 activations)
+        q, k = apply_rotary_pos_emb(q.to(cos.dtype), k.to(cos.dtype), cos, sin)
+        q, k = q.to(v.dtype), k.to(v.dtype)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         attn, _ = attention(
             self,
@@ -109,7 +133,7 @@ class LLaDAPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=std)
-        elif isinstance(module, LlamaRMSNorm):
+        elif isinstance(module, LLaDARMSNorm):
             nn.init.ones_(module.weight)
 
 
@@ -122,7 +146,7 @@ class LLaDAModel(LLaDAPreTrainedModel):
         modules = {
             "wte": nn.Embedding(config.padded_vocab_size, config.d_model),
             "blocks": nn.ModuleList([LLaDABlock(config, i) for i in range(config.n_layers)]),
-            "ln_f": LlamaRMSNorm(config.d_model, eps=config.rms_norm_eps),
+            "ln_f": LLaDARMSNorm(config.d_model, eps=config.rms_norm_eps),
         }
         if not config.weight_tying:
             modules["ff_out"] = nn.Linear(config.d_model, config.padded_vocab_size, bias=config.include_bias)
