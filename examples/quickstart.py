@@ -53,9 +53,15 @@ def progress_bar(gen_start: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="checkpoint path or hub id (default: tiny untrained LLaDA)")
-    parser.add_argument("--prompt", default="Ann has 12 apples and buys 7 more. How many apples does Ann have?")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="checkpoint path or hub id (default: tiny untrained LLaDA)"
+    )
+    parser.add_argument(
+        "--prompt", default="Ann has 12 apples and buys 7 more. How many apples does Ann have?"
+    )
     parser.add_argument("--gen-length", type=int, default=48)
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--out", default="outputs/demo", help="folder for traces.json")
@@ -73,28 +79,43 @@ def main() -> None:
     model = AutoModel.from_pretrained(path).eval()
     tok = AutoTokenizer.from_pretrained(path)
     inputs = tok.apply_chat_template(
-        [{"role": "user", "content": args.prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": args.prompt}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     P = inputs["input_ids"].shape[1]
     print(f"model: {type(model).__name__} from {path}\nprompt ({P} tokens): {args.prompt!r}")
     print(f"gen_length={args.gen_length} steps={args.steps}\n")
 
     print("confidence order, live (one line per step):")
-    model.generate(**inputs, strategy="confidence", steps=args.steps, gen_length=args.gen_length,
-                   step_callback=progress_bar(P))
+    model.generate(
+        **inputs,
+        strategy="confidence",
+        steps=args.steps,
+        gen_length=args.gen_length,
+        step_callback=progress_bar(P),
+    )
     print("\n")
 
     rows, traces = [], {}
     for label, kwargs in RUNS:
         t0 = time.perf_counter()
-        out = model.generate(**inputs, steps=args.steps, gen_length=args.gen_length, return_dict_in_generate=True,
-                             **kwargs)
+        out = model.generate(
+            **inputs, steps=args.steps, gen_length=args.gen_length, return_dict_in_generate=True, **kwargs
+        )
         dt = time.perf_counter() - t0
         g, lo = global_arness(out.trace).mean, local_arness(out.trace).mean
         text = tok.decode(out.sequences[0, P:], skip_special_tokens=True).replace("\n", " ")
         rows.append((label, out.nfe, g, lo, dt, text))
-        traces[label] = {"kwargs": kwargs, "nfe": out.nfe, "global_arness@1": g, "local_arness@1": lo,
-                         "trace": out.trace[0, P:].tolist(), "tokens": out.sequences[0, P:].tolist()}
+        traces[label] = {
+            "kwargs": kwargs,
+            "nfe": out.nfe,
+            "global_arness@1": g,
+            "local_arness@1": lo,
+            "trace": out.trace[0, P:].tolist(),
+            "tokens": out.sequences[0, P:].tolist(),
+        }
 
     print(f"{'strategy':28s} {'NFE':>4s} {'Global@1':>9s} {'Local@1':>8s} {'time s':>7s}  text")
     for label, nfe, g, lo, dt, text in rows:
@@ -104,7 +125,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".traces.")
     with os.fdopen(fd, "w") as f:
-        json.dump({"model": str(path), "untrained": args.model is None, "prompt": args.prompt, "runs": traces}, f)
+        json.dump(
+            {"model": str(path), "untrained": args.model is None, "prompt": args.prompt, "runs": traces}, f
+        )
     os.replace(tmp, out_dir / "traces.json")
     print(f"\ntraces (decoding step of every generated position) written to {out_dir / 'traces.json'}")
 

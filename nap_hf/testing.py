@@ -106,7 +106,14 @@ DREAM_HUB_CONFIG: dict = {
     "vocab_size": 152064,
 }
 
-LLADA_SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+LLADA_SPECIALS = [
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|mdm_mask|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+]
 LLADA_CHAT_TEMPLATE = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}"
     "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim"
@@ -220,12 +227,20 @@ def write_tiny_llada(
     _write_json(path / "config.json", cfg)
     _write_json(
         path / "generation_config.json",
-        {"bos_token_id": ids["<|startoftext|>"], "eos_token_id": ids["<|endoftext|>"], "pad_token_id": ids["<|endoftext|>"],
-         "transformers_version": "4.46.3"},
+        {
+            "bos_token_id": ids["<|startoftext|>"],
+            "eos_token_id": ids["<|endoftext|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "transformers_version": "4.46.3",
+        },
     )
     _atomic_write_text(path / "tokenizer.json", tok.to_str())
-    special_map = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                   "mask_token": "<|mdm_mask|>"}
+    special_map = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "mask_token": "<|mdm_mask|>",
+    }
     _write_json(
         path / "tokenizer_config.json",
         {
@@ -234,8 +249,14 @@ def write_tiny_llada(
             "clean_up_tokenization_spaces": False,
             "chat_template": LLADA_CHAT_TEMPLATE,
             "added_tokens_decoder": {
-                str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                         "single_word": False}
+                str(i): {
+                    "content": t,
+                    "special": True,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "single_word": False,
+                }
                 for t, i in ids.items()
             },
             **special_map,
@@ -289,13 +310,21 @@ def write_tiny_dream(
     _write_json(path / "config.json", cfg)
     _write_json(
         path / "generation_config.json",
-        {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|endoftext|>"],
-         "pad_token_id": ids["<|endoftext|>"], "transformers_version": "4.46.2"},
+        {
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|endoftext|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "transformers_version": "4.46.2",
+        },
     )
     # Qwen2-format BPE files: vocab.json (BPE vocabulary without the added tokens) and merges.txt
     tok.model.save(str(path))
-    special_map = {"bos_token": "<|beginoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                   "mask_token": "<|mask|>"}
+    special_map = {
+        "bos_token": "<|beginoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "mask_token": "<|mask|>",
+    }
     _write_json(
         path / "tokenizer_config.json",
         {
@@ -307,8 +336,14 @@ def write_tiny_dream(
             "errors": "replace",
             "chat_template": DREAM_CHAT_TEMPLATE,
             "added_tokens_decoder": {
-                str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                         "single_word": False}
+                str(i): {
+                    "content": t,
+                    "special": True,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "single_word": False,
+                }
                 for t, i in ids.items()
             },
             "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],

@@ -106,7 +106,12 @@ def test_confidence_blocks_match_llada_reference(llada64, steps, gen_length, blo
 def test_cfg_matches_llada_reference(llada64):
     prompt = random_prompt(llada64, 5, seed=11)
     out = llada64.generate(
-        prompt, strategy="confidence", steps=8, gen_length=8, block_length=4, cfg_scale=1.5,
+        prompt,
+        strategy="confidence",
+        steps=8,
+        gen_length=8,
+        block_length=4,
+        cfg_scale=1.5,
         return_dict_in_generate=True,
     )
     want = reference_llada(llada64, prompt, steps=8, gen_length=8, block_length=4, cfg_scale=1.5)
@@ -125,7 +130,12 @@ def test_dream_algs_match_dream_reference(dream64, alg, steps, gen_length):
 def test_dream_origin_matches_reference_with_seeded_generator(dream64):
     prompt = random_prompt(dream64, 6, seed=3)
     got = dream64.generate(
-        prompt, strategy="dream", alg="origin", steps=10, gen_length=16, generator=torch.Generator().manual_seed(7)
+        prompt,
+        strategy="dream",
+        alg="origin",
+        steps=10,
+        gen_length=16,
+        generator=torch.Generator().manual_seed(7),
     )
     want = reference_dream(
         dream64, prompt, steps=10, gen_length=16, alg="origin", generator=torch.Generator().manual_seed(7)
@@ -155,12 +165,14 @@ def test_left_padded_batch_equals_one_prompt_at_a_time(model64, case):
     prompts = [random_prompt(model64, n, seed=n) for n in (3, 7, 5)]
     P = max(p.shape[1] for p in prompts)
     ids = torch.stack([torch.cat([torch.full((P - p.shape[1],), pad), p[0]]) for p in prompts])
-    mask = torch.stack([torch.cat([torch.zeros(P - p.shape[1]), torch.ones(p.shape[1])]).long() for p in prompts])
+    mask = torch.stack(
+        [torch.cat([torch.zeros(P - p.shape[1]), torch.ones(p.shape[1])]).long() for p in prompts]
+    )
     batch = model64.generate(ids, attention_mask=mask, return_dict_in_generate=True, **case)
     for row, prompt in enumerate(prompts):
         single = model64.generate(prompt, return_dict_in_generate=True, **case)
-        assert torch.equal(batch.sequences[row, P:], single.sequences[0, prompt.shape[1]:])
-        assert torch.equal(batch.trace[row, P:], single.trace[0, prompt.shape[1]:])
+        assert torch.equal(batch.sequences[row, P:], single.sequences[0, prompt.shape[1] :])
+        assert torch.equal(batch.trace[row, P:], single.trace[0, prompt.shape[1] :])
     assert (batch.trace[:, :P] == -1).all()
 
 
@@ -185,7 +197,9 @@ def test_confidence_head_rows_are_the_masked_rows_of_the_block(llada64):
     seen = []
     handle = llada64.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
     try:
-        llada64.generate(random_prompt(llada64, 4), strategy="confidence", steps=8, gen_length=16, block_length=8)
+        llada64.generate(
+            random_prompt(llada64, 4), strategy="confidence", steps=8, gen_length=16, block_length=8
+        )
     finally:
         handle.remove()
     assert seen == [8, 6, 4, 2, 8, 6, 4, 2]
@@ -193,12 +207,21 @@ def test_confidence_head_rows_are_the_masked_rows_of_the_block(llada64):
 
 def test_threshold_commits_top1_plus_confident_and_adapts_nfe(llada64):
     prompt = random_prompt(llada64, 4)
-    strict = llada64.generate(prompt, strategy="threshold", gen_length=8, threshold=1.0, return_dict_in_generate=True)
+    strict = llada64.generate(
+        prompt, strategy="threshold", gen_length=8, threshold=1.0, return_dict_in_generate=True
+    )
     assert strict.nfe == 8  # nothing reaches p = 1: one token per pass
-    loose = llada64.generate(prompt, strategy="threshold", gen_length=8, threshold=1e-9, return_dict_in_generate=True)
+    loose = llada64.generate(
+        prompt, strategy="threshold", gen_length=8, threshold=1e-9, return_dict_in_generate=True
+    )
     assert loose.nfe == 1  # everything passes: the whole block in one pass
     blocks = llada64.generate(
-        prompt, strategy="threshold", gen_length=8, block_length=4, threshold=1e-9, return_dict_in_generate=True
+        prompt,
+        strategy="threshold",
+        gen_length=8,
+        block_length=4,
+        threshold=1e-9,
+        return_dict_in_generate=True,
     )
     assert blocks.nfe == 2 and blocks.trace[0, 4:].tolist() == [0] * 4 + [1] * 4
 
@@ -255,8 +278,15 @@ def test_callback_history_and_num_return_sequences(llada64):
     prompt = random_prompt(llada64, 4, batch=2)
     steps = []
     out = llada64.generate(
-        prompt, steps=4, gen_length=8, num_return_sequences=3, temperature=1.0, seed=0, output_history=True,
-        return_dict_in_generate=True, step_callback=lambda s: steps.append((s.step, int(s.committed.sum()))),
+        prompt,
+        steps=4,
+        gen_length=8,
+        num_return_sequences=3,
+        temperature=1.0,
+        seed=0,
+        output_history=True,
+        return_dict_in_generate=True,
+        step_callback=lambda s: steps.append((s.step, int(s.committed.sum()))),
     )
     assert out.sequences.shape == (6, 12)
     assert torch.equal(out.sequences[:3, :4], prompt[0].expand(3, -1))
@@ -286,8 +316,14 @@ def test_generation_config_defaults_are_saved_with_the_checkpoint(llada_dir, tmp
     [
         (dict(strategy="nope"), "strategy='nope' is unknown; valid strategies: \\['ar'"),
         (dict(steps=0), "steps must be a positive integer"),
-        (dict(gen_length=10, block_length=4), "gen_length \\(10\\) must be divisible by block_length \\(4\\)"),
-        (dict(steps=3, gen_length=8, block_length=4), "steps \\(3\\) must be divisible by the number of blocks"),
+        (
+            dict(gen_length=10, block_length=4),
+            "gen_length \\(10\\) must be divisible by block_length \\(4\\)",
+        ),
+        (
+            dict(steps=3, gen_length=8, block_length=4),
+            "steps \\(3\\) must be divisible by the number of blocks",
+        ),
         (dict(mask_token_id=None), "no mask token id"),
         (dict(pad_token_id=-5, mask_token_id=-5), "pad_token_id .* equals mask_token_id"),
         (dict(temperature=-1.0), "temperature must be >= 0"),

@@ -11,7 +11,14 @@ import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from nap_hf import DreamConfig, DreamModel, DreamTokenizer, LLaDAConfig, LLaDAModelLM, enable_diffusion_generate
+from nap_hf import (
+    DreamConfig,
+    DreamModel,
+    DreamTokenizer,
+    LLaDAConfig,
+    LLaDAModelLM,
+    enable_diffusion_generate,
+)
 from nap_hf.alignment import align_predictions
 
 from .conftest import random_prompt
@@ -44,10 +51,29 @@ def test_save_pretrained_writes_published_names(which, llada_dir, dream_dir, tmp
     saved = json.loads((tmp_path / "config.json").read_text())
     published = json.loads((path / "config.json").read_text())
     # the fields the original remote code reads are written back under their published names
-    for field in ("d_model", "n_heads", "n_layers", "mlp_hidden_size", "rope_theta", "mask_token_id", "vocab_size",
-                  "embedding_size") if which == "llada" else (
-            "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rope_theta",
-            "mask_token_id", "vocab_size", "tie_word_embeddings"):
+    for field in (
+        (
+            "d_model",
+            "n_heads",
+            "n_layers",
+            "mlp_hidden_size",
+            "rope_theta",
+            "mask_token_id",
+            "vocab_size",
+            "embedding_size",
+        )
+        if which == "llada"
+        else (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "rope_theta",
+            "mask_token_id",
+            "vocab_size",
+            "tie_word_embeddings",
+        )
+    ):
         assert saved[field] == published[field], field
     reloaded = AutoModel.from_pretrained(tmp_path)
     for (k1, v1), (k2, v2) in zip(model.state_dict().items(), reloaded.state_dict().items(), strict=True):
@@ -56,9 +82,23 @@ def test_save_pretrained_writes_published_names(which, llada_dir, dream_dir, tmp
 
 def test_llada_keys_are_exactly_the_published_layout(llada_dir):
     n_layers = json.loads((llada_dir / "config.json").read_text())["n_layers"]
-    per_layer = ["attn_norm", "ff_norm", "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"]
+    per_layer = [
+        "attn_norm",
+        "ff_norm",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "attn_out",
+        "ff_proj",
+        "up_proj",
+        "ff_out",
+    ]
     expected = {f"model.transformer.blocks.{i}.{n}.weight" for i in range(n_layers) for n in per_layer}
-    expected |= {"model.transformer.wte.weight", "model.transformer.ln_f.weight", "model.transformer.ff_out.weight"}
+    expected |= {
+        "model.transformer.wte.weight",
+        "model.transformer.ln_f.weight",
+        "model.transformer.ff_out.weight",
+    }
     assert _keys(llada_dir) == expected
 
 
@@ -71,15 +111,21 @@ def test_dream_tokenizer_loads_without_remote_code(dream_dir):
     assert tok.mask_token_id == json.loads((dream_dir / "config.json").read_text())["mask_token_id"]
     text = "Ann has 12 apples."
     assert tok.decode(tok(text)["input_ids"]) == text
-    prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
 def test_llada_tokenizer_mask_and_chat_template(llada_dir):
     tok = AutoTokenizer.from_pretrained(llada_dir)
     assert tok.mask_token_id == json.loads((llada_dir / "config.json").read_text())["mask_token_id"]
-    prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
-    assert prompt.startswith("<|startoftext|><|start_header_id|>user") and prompt.endswith("assistant<|end_header_id|>\n\n")
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt.startswith("<|startoftext|><|start_header_id|>user") and prompt.endswith(
+        "assistant<|end_header_id|>\n\n"
+    )
 
 
 def _reference_llada_logits(model: LLaDAModelLM, ids: torch.LongTensor) -> torch.Tensor:
@@ -108,7 +154,9 @@ def _reference_llada_logits(model: LLaDAModelLM, ids: torch.LongTensor) -> torch
         q = (a @ sd[b + "q_proj.weight"].T).view(L, c.n_heads, hd).transpose(0, 1)
         k = (a @ sd[b + "k_proj.weight"].T).view(L, c.n_heads, hd).transpose(0, 1)
         v = (a @ sd[b + "v_proj.weight"].T).view(L, c.n_heads, hd).transpose(0, 1)
-        w = torch.softmax(rope(q) @ rope(k).transpose(1, 2) / math.sqrt(hd), -1)  # bidirectional: no causal mask
+        w = torch.softmax(
+            rope(q) @ rope(k).transpose(1, 2) / math.sqrt(hd), -1
+        )  # bidirectional: no causal mask
         h = h + (w @ v).transpose(0, 1).reshape(L, -1) @ sd[b + "attn_out.weight"].T
         f = rms(h, sd[b + "ff_norm.weight"])
         up = torch.nn.functional.silu(f @ sd[b + "ff_proj.weight"].T) * (f @ sd[b + "up_proj.weight"].T)
@@ -190,7 +238,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(which, llada_dir, dream
         model = AutoModel.from_pretrained(path, dtype=torch.float64).train()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing") and hasattr(m, "_gradient_checkpointing_func")]
+            layers = [
+                m
+                for m in model.modules()
+                if hasattr(m, "gradient_checkpointing") and hasattr(m, "_gradient_checkpointing_func")
+            ]
             assert layers and all(m.gradient_checkpointing for m in layers)
         model(ids).logits.pow(2).mean().backward()
         grads.append(model.get_input_embeddings().weight.grad.clone())

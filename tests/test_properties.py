@@ -12,7 +12,9 @@ from nap_hf.generation.strategies import llada_num_transfer_tokens
 
 from .conftest import random_prompt
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @st.composite
@@ -60,8 +62,11 @@ def test_decoding_invariants(model64, data):
     G = case["gen_length"]
     commits = []
     out = model64.generate(
-        ids, attention_mask=mask, return_dict_in_generate=True,
-        step_callback=lambda s: commits.append(s.committed.clone()), **case,
+        ids,
+        attention_mask=mask,
+        return_dict_in_generate=True,
+        step_callback=lambda s: commits.append(s.committed.clone()),
+        **case,
     )
     seq, trace = out.sequences, out.trace
     # the prompt (and its padding) is untouched and never in the trace

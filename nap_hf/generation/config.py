@@ -78,7 +78,9 @@ class DiffusionGenerationConfig(GenerationConfig):
         self.max_new_tokens = self.gen_length
 
     @classmethod
-    def from_generation_config(cls, config: GenerationConfig | None, model_config=None) -> DiffusionGenerationConfig:
+    def from_generation_config(
+        cls, config: GenerationConfig | None, model_config=None
+    ) -> DiffusionGenerationConfig:
         """Build from whatever `model.generation_config` holds (a plain `GenerationConfig` after
         `from_pretrained`), falling back to the model config for the token ids."""
         data: dict[str, Any] = {}

@@ -8,7 +8,6 @@ budget is zero run no forward pass."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -99,11 +98,21 @@ class DiffusionGenerationMixin:
     ) -> None:
         """Called by `from_pretrained`: load `generation_config.json` as a `DiffusionGenerationConfig`."""
         if generation_config is not None:
-            self.generation_config = DiffusionGenerationConfig.from_generation_config(generation_config, self.config)
+            self.generation_config = DiffusionGenerationConfig.from_generation_config(
+                generation_config, self.config
+            )
             return
         if pretrained_model_name_or_path is None:
             return
-        keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+        keys = (
+            "cache_dir",
+            "force_download",
+            "proxies",
+            "local_files_only",
+            "token",
+            "revision",
+            "subfolder",
+        )
         try:
             loaded = DiffusionGenerationConfig.from_pretrained(
                 pretrained_model_name_or_path, **{k: kwargs[k] for k in keys if k in kwargs}
@@ -112,15 +121,23 @@ class DiffusionGenerationMixin:
         except OSError:
             pass
 
-    def _diffusion_config(self, generation_config: GenerationConfig | None, kwargs: dict) -> DiffusionGenerationConfig:
-        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
+    def _diffusion_config(
+        self, generation_config: GenerationConfig | None, kwargs: dict
+    ) -> DiffusionGenerationConfig:
+        base = (
+            generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        )
         cfg = DiffusionGenerationConfig.from_generation_config(base, getattr(self, "config", None))
         if "max_new_tokens" in kwargs:
             value = kwargs.pop("max_new_tokens")
             if kwargs.get("gen_length") is not None and value is not None and value != kwargs["gen_length"]:
                 raise ValueError("pass either `gen_length` or `max_new_tokens` (its alias), not both.")
             kwargs.setdefault("gen_length", value)
-        known = set(DIFFUSION_FIELDS) | {"eos_token_id", "pad_token_id"} | set(getattr(self, "_extra_generate_fields", ()))
+        known = (
+            set(DIFFUSION_FIELDS)
+            | {"eos_token_id", "pad_token_id"}
+            | set(getattr(self, "_extra_generate_fields", ()))
+        )
         unknown = sorted(k for k in kwargs if k not in known)
         if unknown:
             raise ValueError(
@@ -151,12 +168,18 @@ class DiffusionGenerationMixin:
         if not isinstance(cfg.steps, int) or cfg.steps <= 0:
             raise ValueError(f"steps must be a positive integer, got {cfg.steps!r}.")
         if not isinstance(cfg.gen_length, int) or cfg.gen_length <= 0:
-            raise ValueError(f"gen_length (max_new_tokens) must be a positive integer, got {cfg.gen_length!r}.")
+            raise ValueError(
+                f"gen_length (max_new_tokens) must be a positive integer, got {cfg.gen_length!r}."
+            )
         if cfg.block_length is not None:
             if cfg.strategy == "dream":
-                raise ValueError("block_length is not part of Dream's schedule; use strategy='confidence' for blocks.")
+                raise ValueError(
+                    "block_length is not part of Dream's schedule; use strategy='confidence' for blocks."
+                )
             if not isinstance(cfg.block_length, int) or cfg.block_length <= 0:
-                raise ValueError(f"block_length must be a positive integer or None, got {cfg.block_length!r}.")
+                raise ValueError(
+                    f"block_length must be a positive integer or None, got {cfg.block_length!r}."
+                )
             if cfg.gen_length % cfg.block_length:
                 raise ValueError(
                     f"gen_length ({cfg.gen_length}) must be divisible by block_length ({cfg.block_length}); "
@@ -179,7 +202,9 @@ class DiffusionGenerationMixin:
         if cfg.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {cfg.cfg_scale!r}.")
         if not isinstance(cfg.num_return_sequences, int) or cfg.num_return_sequences < 1:
-            raise ValueError(f"num_return_sequences must be a positive integer, got {cfg.num_return_sequences!r}.")
+            raise ValueError(
+                f"num_return_sequences must be a positive integer, got {cfg.num_return_sequences!r}."
+            )
 
     # ------------------------------------------------------------------ model calls
     def _diffusion_logits(
@@ -195,7 +220,9 @@ class DiffusionGenerationMixin:
         decoder = self.get_decoder() if hasattr(self, "get_decoder") else None
         head = self.get_output_embeddings() if hasattr(self, "get_output_embeddings") else None
         if decoder is not None and head is not None and decoder is not self:
-            hidden = decoder(input_ids=x, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+            hidden = decoder(
+                input_ids=x, attention_mask=attention_mask, position_ids=position_ids
+            ).last_hidden_state
             return head(align_predictions(hidden, shift)[rows])  # (N, V)
         logits = self(input_ids=x, attention_mask=attention_mask).logits  # (B, L, V)
         return align_predictions(logits, shift)[rows]
@@ -267,7 +294,9 @@ class DiffusionGenerationMixin:
                 attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, 0)
         strategy = STRATEGIES[cfg.strategy](cfg)
         processors = LogitsProcessorList(logits_processor or [])
-        return self._diffusion_loop(input_ids, attention_mask, cfg, strategy, generator, processors, step_callback)
+        return self._diffusion_loop(
+            input_ids, attention_mask, cfg, strategy, generator, processors, step_callback
+        )
 
     def _diffusion_loop(
         self,
@@ -285,11 +314,18 @@ class DiffusionGenerationMixin:
         device = input_ids.device
         B, P = input_ids.shape
         mask_id = cfg.mask_token_id
-        prompt_real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        prompt_real = (
+            attention_mask.bool()
+            if attention_mask is not None
+            else torch.ones_like(input_ids, dtype=torch.bool)
+        )
         if canvas is None:
             canvas = torch.cat([input_ids, input_ids.new_full((B, cfg.gen_length), mask_id)], dim=1)
             fillable = torch.cat(
-                [(input_ids == mask_id) & prompt_real, torch.ones(B, cfg.gen_length, dtype=torch.bool, device=device)],
+                [
+                    (input_ids == mask_id) & prompt_real,
+                    torch.ones(B, cfg.gen_length, dtype=torch.bool, device=device),
+                ],
                 dim=1,
             )
         x = canvas.clone()
@@ -305,7 +341,13 @@ class DiffusionGenerationMixin:
             )
         trace = torch.full((B, L), -1, dtype=torch.long, device=device)
         state = DecodeState(
-            x=x, fillable=fillable, mask_token_id=mask_id, gen_start=P, gen_length=L - P, generator=generator, config=cfg
+            x=x,
+            fillable=fillable,
+            mask_token_id=mask_id,
+            gen_start=P,
+            gen_length=L - P,
+            generator=generator,
+            config=cfg,
         )
         cfg_scale = float(cfg.cfg_scale or 0.0)
         if cfg_scale > 0:
@@ -360,11 +402,15 @@ class DiffusionGenerationMixin:
             if history is not None:
                 history.append(x.clone())
             if step_callback is not None:
-                step_callback(DiffusionStep(step=state.step, nfe=nfe, sequences=x, committed=commit, trace=trace))
+                step_callback(
+                    DiffusionStep(step=state.step, nfe=nfe, sequences=x, committed=commit, trace=trace)
+                )
             state.step += 1
         left = state.masked
         if bool(left.any()):  # a strategy bug; never return half-decoded text silently
-            raise RuntimeError(f"decoding ended with {int(left.sum())} masked position(s) left (strategy {cfg.strategy!r}).")
+            raise RuntimeError(
+                f"decoding ended with {int(left.sum())} masked position(s) left (strategy {cfg.strategy!r})."
+            )
         if not cfg.return_dict_in_generate:
             return x
         return DiffusionGenerateOutput(

@@ -20,7 +20,9 @@ def bidirectional_attention_mask(
     if attention_mask.dim() == 4:
         return attention_mask
     if attention_mask.dim() != 2:
-        raise ValueError(f"`attention_mask` must be (batch, length), got shape {tuple(attention_mask.shape)}.")
+        raise ValueError(
+            f"`attention_mask` must be (batch, length), got shape {tuple(attention_mask.shape)}."
+        )
     if bool(attention_mask.all()):
         return None
     keep = attention_mask.bool()[:, None, None, :]

@@ -59,7 +59,9 @@ def enable_diffusion_generate(
     cls = type(model)
     if not issubclass(cls, DiffusionGenerationMixin):
         model.__class__ = type(f"Diffusion{cls.__name__}", (DiffusionGenerationMixin, cls), {})
-    config = DiffusionGenerationConfig.from_generation_config(getattr(model, "generation_config", None), model.config)
+    config = DiffusionGenerationConfig.from_generation_config(
+        getattr(model, "generation_config", None), model.config
+    )
     config.mask_token_id = mask_token_id
     config.shift_logits = bool(shift_logits)
     for key, value in generation_defaults.items():

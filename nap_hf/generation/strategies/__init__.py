@@ -1,6 +1,14 @@
 """Decoding strategies: one small class per rule, registered by name for `generate(strategy=...)`."""
 
-from .base import STRATEGIES, DecodeState, StepPlan, Strategy, llada_num_transfer_tokens, register_strategy, topk_mask
+from .base import (
+    STRATEGIES,
+    DecodeState,
+    StepPlan,
+    Strategy,
+    llada_num_transfer_tokens,
+    register_strategy,
+    topk_mask,
+)
 from .blockwise import ARStrategy, BlockScheduledStrategy, ConfidenceStrategy, RandomStrategy
 from .dream import DREAM_ALGS, DreamStrategy
 from .threshold import ThresholdStrategy

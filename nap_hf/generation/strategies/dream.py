@@ -11,7 +11,12 @@ from .base import DecodeState, StepPlan, Strategy, register_strategy, topk_mask
 
 __all__ = ["DreamStrategy", "DREAM_ALGS"]
 
-DREAM_ALGS = {"origin": None, "maskgit_plus": "confidence", "topk_margin": "margin", "entropy": "dream_entropy"}
+DREAM_ALGS = {
+    "origin": None,
+    "maskgit_plus": "confidence",
+    "topk_margin": "margin",
+    "entropy": "dream_entropy",
+}
 
 
 @register_strategy

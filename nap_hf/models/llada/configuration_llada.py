@@ -96,13 +96,19 @@ class LLaDAConfig(PreTrainedConfig):
             problems.append(f"layer_norm_type={self.layer_norm_type!r} (only 'rms' is published)")
         if problems:
             raise ValueError(
-                "LLaDAConfig: unsupported settings " + ", ".join(problems) + "; the published LLaDA checkpoints use "
+                "LLaDAConfig: unsupported settings "
+                + ", ".join(problems)
+                + "; the published LLaDA checkpoints use "
                 "block_type='llama', layer_norm_type='rms', rope=True, alibi=False."
             )
         if self.d_model % self.n_heads != 0:
-            raise ValueError(f"LLaDAConfig: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+            raise ValueError(
+                f"LLaDAConfig: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})."
+            )
         if self.n_heads % self.n_kv_heads != 0:
-            raise ValueError(f"LLaDAConfig: n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads}).")
+            raise ValueError(
+                f"LLaDAConfig: n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})."
+            )
 
     @property
     def num_key_value_heads(self) -> int:

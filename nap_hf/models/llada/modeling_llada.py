@@ -99,7 +99,9 @@ class LLaDABlock(GradientCheckpointingLayer):
         cos, sin = position_embeddings  # in the rope's compute dtype (float32 for bf16 activations)
         q, k = apply_rotary_pos_emb(q.to(cos.dtype), k.to(cos.dtype), cos, sin)
         q, k = q.to(v.dtype), k.to(v.dtype)
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
         attn, _ = attention(
             self,
             q,
@@ -176,7 +178,9 @@ class LLaDAModel(LLaDAPreTrainedModel):
         hidden_states = self.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, hidden_states)
-        mask = bidirectional_attention_mask(attention_mask, hidden_states.dtype, self.config._attn_implementation)
+        mask = bidirectional_attention_mask(
+            attention_mask, hidden_states.dtype, self.config._attn_implementation
+        )
         rope = self.rope(hidden_states, position_ids)
         all_hidden = [] if output_hidden_states else None
         for block in self.transformer.blocks:
@@ -187,7 +191,8 @@ class LLaDAModel(LLaDAPreTrainedModel):
         if all_hidden is not None:
             all_hidden.append(hidden_states)
         return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden) if all_hidden is not None else None
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         )
 
 
