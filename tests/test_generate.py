@@ -143,6 +143,16 @@ def test_dream_origin_matches_reference_with_seeded_generator(dream64):
     assert torch.equal(got, want)
 
 
+def test_dream_diffusion_generate_takes_dreams_arguments(dream64):
+    prompt = random_prompt(dream64, 5, seed=4)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    out = dream64.diffusion_generate(
+        prompt, max_new_tokens=8, steps=8, output_history=True, return_dict_in_generate=True, generator=g1
+    )
+    want = reference_dream(dream64, prompt, steps=8, gen_length=8, alg="origin", generator=g2)
+    assert torch.equal(out.sequences, want) and len(out.history) == out.nfe
+
+
 # ----------------------------------------------------------------------------- batches
 
 

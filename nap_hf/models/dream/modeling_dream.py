@@ -94,6 +94,16 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
     def get_decoder(self) -> DreamBaseModel:
         return self.model
 
+    def diffusion_generate(self, inputs: torch.LongTensor | None = None, generation_config=None, **kwargs):
+        """Dream's own entry point, for code written against `Dream-org/Dream-v0-*`: the same as
+        `generate(strategy="dream", ...)`, taking Dream's arguments (`max_new_tokens`, `steps`, `temperature`,
+        `top_p`, `top_k`, `alg`, `alg_temp`, `output_history`, `return_dict_in_generate`). Without `alg`,
+        Dream's default `"origin"` is used."""
+        kwargs.setdefault("strategy", "dream")
+        kwargs.setdefault("alg", "origin")
+        input_ids = kwargs.pop("input_ids", inputs)
+        return self.generate(input_ids, generation_config=generation_config, **kwargs)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
