@@ -62,14 +62,15 @@ def _is_trace_like(x: Any) -> bool:
     return hasattr(x, "detach") or isinstance(x, np.ndarray)
 
 
-def _as_trace(x: Any, name: str) -> np.ndarray:
-    """A trace (tensor / array / list, 1-D or 2-D) as a 2-D int64 array (1-D becomes one row)."""
+def _as_trace(x: Any, name: str) -> tuple[np.ndarray, bool]:
+    """A trace (tensor / array / list, 1-D or 2-D) as (2-D int64 array, was 1-D)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.dtype == object:
         raise ValueError(f"`{name}` must be a rectangular (B, L) or (L,) array of steps.")
-    if arr.ndim == 1:
+    one_d = arr.ndim == 1
+    if one_d:
         arr = arr[None, :]
     if arr.ndim != 2:
         raise ValueError(f"`{name}` must be (B, L) or (L,), got {arr.ndim} dimensions (shape {arr.shape}).")
@@ -78,14 +79,18 @@ def _as_trace(x: Any, name: str) -> np.ndarray:
             raise ValueError(f"`{name}` must hold integer decoding steps (or -1), got dtype {arr.dtype}.")
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < -1:
-        raise ValueError(f"`{name}` holds {int(arr.min())}: steps are >= 0, or -1 for positions not generated.")
-    return arr
+        raise ValueError(
+            f"`{name}` holds {int(arr.min())}: steps are >= 0, or -1 for positions not generated."
+        )
+    return arr, one_d
 
 
 def _split_traces(trace: Any) -> tuple[list[Any], bool]:
     """(runs, several): a tensor/array/flat list is one run; a list/tuple of traces is several."""
-    if isinstance(trace, (list, tuple)) and trace and all(
-        _is_trace_like(t) or isinstance(t, (list, tuple)) for t in trace
+    if (
+        isinstance(trace, (list, tuple))
+        and trace
+        and all(_is_trace_like(t) or isinstance(t, (list, tuple)) for t in trace)
     ):
         return list(trace), True
     return [trace], False
@@ -154,6 +159,8 @@ def _draw_run(
         lo, hi = r.start - offset - 0.5, r.end - offset - 0.5
         if r.kind == "header":
             ax.axhspan(lo, hi, color=_HEADER_COLOR, alpha=0.45, lw=0, zorder=0)
+            # keeps a header visible when it is thinner than a pixel on a long canvas
+            ax.axhline((lo + hi) / 2, color=_HEADER_COLOR, lw=0.8, alpha=0.8, zorder=0)
             continue
         if r.kind == "path":
             color = _PATH_COLORS[((r.index or 1) - 1) % len(_PATH_COLORS)]
@@ -175,7 +182,7 @@ def _draw_run(
                 fontweight="bold",
                 zorder=3,
                 clip_on=True,
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75},
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
             )
 
     if marker_size is None:  # small enough that a few thousand points stay readable
@@ -245,16 +252,18 @@ def plot_decoding_dynamics(
             raise ValueError(f"`titles` has {len(titles)} entries but `trace` has {n} run(s).")
     run_regions = _runs_regions(regions, n, several)
 
-    rows: list[np.ndarray] = []
+    rows: list[tuple[np.ndarray, list[Region]]] = []
     for i, t in enumerate(runs):
         name = f"trace[{i}]" if several else "trace"
-        arr = _as_trace(t, name)
-        if arr.shape[0] == 1 and np.ndim(t if not hasattr(t, "detach") else arr) == 1:
+        arr, one_d = _as_trace(t, name)
+        if one_d:
             r = 0  # a 1-D trace is one row
         else:
             r = row
             if not -arr.shape[0] <= r < arr.shape[0]:
                 raise ValueError(f"`row`={row} is out of range for {name} with {arr.shape[0]} row(s).")
+        if not (arr[r] >= 0).any():
+            raise ValueError(f"{name} has no generated position (every entry is -1) in row {r}.")
         reg_name = f"regions[{i}]" if several and not _is_region_list(regions) else "regions"
         rows.append((arr[r], _row_regions(run_regions[i], r % arr.shape[0], arr.shape[0], reg_name)))
 
@@ -262,14 +271,14 @@ def plot_decoding_dynamics(
         width = 4.2 * n + 0.8 if n > 1 else 6.0
         fig = FigureCls(figsize=figsize or (width, 4.6), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = list(np.atleast_1d(fig.subplots(1, n, sharey=True, squeeze=False)[0]))
+        axes = list(fig.subplots(1, n, sharey=True, squeeze=False)[0])
     else:
         axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
         if len(axes) != n:
             raise ValueError(f"`ax` has {len(axes)} Axes but `trace` has {n} run(s).")
         fig = axes[0].figure
 
-    for i, (a, (steps_row, regs)) in enumerate(zip(axes, rows)):
+    for i, (a, (steps_row, regs)) in enumerate(zip(axes, rows, strict=True)):
         name = f"trace[{i}]" if several else "trace"
         _draw_run(
             a,
@@ -295,6 +304,9 @@ def _save_atomic(fig: Figure, path: Path, dpi: int) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, format=fmt, dpi=dpi)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         try:
