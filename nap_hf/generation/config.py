@@ -31,6 +31,13 @@ DIFFUSION_FIELDS: dict[str, Any] = {
     "return_dict_in_generate": False,
     "num_return_sequences": 1,
     "seed": None,
+    # structured (NAP) canvas: parallel-forced decoding, or other strategies with canvas="nap"
+    "canvas": None,
+    "m": 3,
+    "path_length": 330,
+    "summary_length": 32,
+    "summary": "after",
+    "header_ids": None,
 }
 
 
@@ -64,6 +71,15 @@ class DiffusionGenerationConfig(GenerationConfig):
         return_dict_in_generate: return a `DiffusionGenerateOutput` instead of the sequences tensor.
         num_return_sequences: samples per prompt.
         seed: seed of a private `torch.Generator` (instead of the global RNG).
+        canvas: `None` (prompt + `gen_length` masks) or `"nap"`: the structured canvas of Eq. 5,
+            `prompt | B1 R1 | ... | Bm Rm | BS S`, with clamped headers; `strategy="parallel_forced"` implies it.
+        m: number of parallel paths (paper: 3).
+        path_length: positions of each path slot (paper: 330; Table 5 keeps m x path_length = 990).
+        summary_length: positions of the summary slot (paper: 32).
+        summary: `"after"` (the summary is decoded once every path is full; default) or `"concurrent"`
+            (the summary slot is one more slot of the macro-parallel schedule).
+        header_ids: the m + 1 header token-id lists (`<think j>\n` ..., `<summary>\n`); when unset they are
+            tokenized as plain text with the `tokenizer` passed to `generate`.
     """
 
     def __init__(self, **kwargs):

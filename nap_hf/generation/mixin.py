@@ -13,11 +13,16 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
+from transformers.utils import logging
 
 from ..alignment import align_predictions, model_shifts_logits
+from ..data.format import parse_canvas
+from .canvas import Canvas, nap_canvas, nap_layout, plain_canvas
 from .config import DIFFUSION_FIELDS, DiffusionGenerationConfig
 from .output import DiffusionGenerateOutput, DiffusionStep
 from .strategies import DREAM_ALGS, STRATEGIES, DecodeState, Strategy
+
+logger = logging.get_logger(__name__)
 
 __all__ = ["DiffusionGenerationMixin", "candidates_and_scores", "filter_logits"]
 
@@ -171,7 +176,7 @@ class DiffusionGenerationMixin:
             raise ValueError(
                 f"gen_length (max_new_tokens) must be a positive integer, got {cfg.gen_length!r}."
             )
-        if cfg.block_length is not None:
+        if cfg.block_length is not None and not (cfg.strategy == "parallel_forced" or cfg.canvas == "nap"):
             if cfg.strategy == "dream":
                 raise ValueError(
                     "block_length is not part of Dream's schedule; use strategy='confidence' for blocks."
@@ -201,6 +206,21 @@ class DiffusionGenerationMixin:
             raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold!r}.")
         if cfg.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {cfg.cfg_scale!r}.")
+        if cfg.canvas not in (None, "nap"):
+            raise ValueError(
+                f"canvas={cfg.canvas!r} is unknown; use None (plain) or 'nap' (structured, Eq. 5)."
+            )
+        if cfg.summary not in ("after", "concurrent"):
+            raise ValueError(f"summary={cfg.summary!r} is unknown; use 'after' or 'concurrent'.")
+        structured = cfg.strategy == "parallel_forced" or cfg.canvas == "nap"
+        if structured and cfg.strategy in ("dream",):
+            raise ValueError("strategy='dream' runs on the plain canvas; use 'confidence' with canvas='nap'.")
+        if structured and cfg.block_length is not None and cfg.strategy not in ("parallel_forced",):
+            raise ValueError(
+                f"block_length on the structured canvas applies to strategy='parallel_forced' (blocks inside each "
+                f"path); strategy={cfg.strategy!r} with canvas='nap' decodes the slots as one region (threshold: "
+                "each slot is a block). Drop block_length."
+            )
         if not isinstance(cfg.num_return_sequences, int) or cfg.num_return_sequences < 1:
             raise ValueError(
                 f"num_return_sequences must be a positive integer, got {cfg.num_return_sequences!r}."
@@ -269,6 +289,7 @@ class DiffusionGenerationMixin:
         >>> global_arness(out.trace).mean  # doctest: +SKIP
         ```
         """
+        tokenizer = kwargs.pop("tokenizer", None)
         if input_ids is None:
             raise ValueError("input_ids is required: the (batch, prompt_length) prompt ids (left-padded).")
         if input_ids.dim() != 2:
@@ -292,11 +313,39 @@ class DiffusionGenerationMixin:
             input_ids = input_ids.repeat_interleave(cfg.num_return_sequences, 0)
             if attention_mask is not None:
                 attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, 0)
+        if cfg.strategy == "parallel_forced" or cfg.canvas == "nap":
+            canvas = nap_canvas(input_ids, attention_mask, nap_layout(cfg, tokenizer), cfg.mask_token_id)
+            if cfg.steps > canvas.n_slots:
+                logger.warning(
+                    "steps=%d exceeds the %d slot positions of the canvas; clamped to %d (no forward pass is idle).",
+                    cfg.steps,
+                    canvas.n_slots,
+                    canvas.n_slots,
+                )
+                cfg.steps = canvas.n_slots
+            if cfg.strategy == "parallel_forced" and cfg.summary == "after" and cfg.steps < 2:
+                raise ValueError(
+                    "steps must be >= 2 with summary='after' (one path step and one summary step)."
+                )
+        else:
+            canvas = plain_canvas(input_ids, attention_mask, cfg.gen_length, cfg.mask_token_id)
         strategy = STRATEGIES[cfg.strategy](cfg)
         processors = LogitsProcessorList(logits_processor or [])
-        return self._diffusion_loop(
-            input_ids, attention_mask, cfg, strategy, generator, processors, step_callback
+        out = self._diffusion_loop(
+            input_ids, attention_mask, cfg, strategy, generator, processors, step_callback, canvas
         )
+        if isinstance(out, DiffusionGenerateOutput) and canvas.layout is not None and tokenizer is not None:
+            fillers = {i for i in (cfg.eos_token_id, cfg.pad_token_id) if isinstance(i, int)}
+            parsed = [
+                parse_canvas(
+                    tokenizer, row[canvas.prompt_length :].tolist(), canvas.layout, filler_ids=fillers
+                )
+                for row in out.sequences
+            ]
+            out.paths = [p.paths for p in parsed]
+            out.summary = [p.summary for p in parsed]
+            out.answer = [p.answer for p in parsed]
+        return out
 
     def _diffusion_loop(
         self,
@@ -307,10 +356,9 @@ class DiffusionGenerationMixin:
         generator: torch.Generator | None,
         processors: LogitsProcessorList,
         step_callback: Callable[[DiffusionStep], Any] | None,
-        canvas: torch.LongTensor | None = None,
-        fillable: torch.BoolTensor | None = None,
+        canvas: Canvas,
     ) -> torch.LongTensor | DiffusionGenerateOutput:
-        """Run `strategy` to completion on a canvas (default: prompt followed by `gen_length` masks)."""
+        """Run `strategy` to completion on `canvas`."""
         device = input_ids.device
         B, P = input_ids.shape
         mask_id = cfg.mask_token_id
@@ -319,16 +367,8 @@ class DiffusionGenerationMixin:
             if attention_mask is not None
             else torch.ones_like(input_ids, dtype=torch.bool)
         )
-        if canvas is None:
-            canvas = torch.cat([input_ids, input_ids.new_full((B, cfg.gen_length), mask_id)], dim=1)
-            fillable = torch.cat(
-                [
-                    (input_ids == mask_id) & prompt_real,
-                    torch.ones(B, cfg.gen_length, dtype=torch.bool, device=device),
-                ],
-                dim=1,
-            )
-        x = canvas.clone()
+        fillable = canvas.fillable
+        x = canvas.ids.clone()
         L = x.shape[1]
         full_mask = torch.cat([prompt_real, torch.ones(B, L - P, dtype=torch.bool, device=device)], dim=1)
         attn = None if bool(full_mask.all()) else full_mask.long()
@@ -348,11 +388,12 @@ class DiffusionGenerationMixin:
             gen_length=L - P,
             generator=generator,
             config=cfg,
+            extra={"regions": canvas.regions, "steps": cfg.steps},
         )
         cfg_scale = float(cfg.cfg_scale or 0.0)
         if cfg_scale > 0:
             # unconditional canvas: the prompt (everything that was not a mask at the start) is masked
-            prompt_index = canvas != mask_id
+            prompt_index = canvas.ids != mask_id
             attn2 = None if attn is None else torch.cat([attn, attn], 0)
             pos2 = torch.cat([position_ids, position_ids], 0)
         eos = cfg.eos_token_id if cfg.logits_eos_inf else None
@@ -414,5 +455,9 @@ class DiffusionGenerationMixin:
         if not cfg.return_dict_in_generate:
             return x
         return DiffusionGenerateOutput(
-            sequences=x, trace=trace, nfe=nfe, history=tuple(history) if history is not None else None
+            sequences=x,
+            trace=trace,
+            nfe=nfe,
+            history=tuple(history) if history is not None else None,
+            regions=[list(canvas.regions) for _ in range(B)],
         )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
+from .regions import Region
+
 __all__ = ["DiffusionGenerateOutput", "DiffusionStep"]
 
 
@@ -20,12 +22,22 @@ class DiffusionGenerateOutput(ModelOutput):
             prompt, padding and clamped positions. Feed it to `nap_hf.metrics.global_arness`.
         nfe: number of model forward passes (a classifier-free-guidance step counts 2).
         history: with `output_history=True`, the canvas after every step (Dream's `output_history`).
+        regions: per row, the spans (:class:`~nap_hf.generation.regions.Region`) of the prompt and of every
+            header and slot (structured canvas) or of the generated region, in `sequences` coordinates.
+        paths: structured canvas with a tokenizer: per row, the m path texts, each cut at its closing tag.
+        summary: per row, the summary text (cut at `</summary>`).
+        answer: per row, the answer parsed from the summary ONLY (last `\\boxed{}`, else "The final answer
+            is X"), or None.
     """
 
     sequences: torch.LongTensor | None = None
     trace: torch.LongTensor | None = None
     nfe: int | None = None
     history: tuple[torch.LongTensor, ...] | None = None
+    regions: list[list[Region]] | None = None
+    paths: list[list[str]] | None = None
+    summary: list[str | None] | None = None
+    answer: list[str | None] | None = None
 
 
 @dataclass

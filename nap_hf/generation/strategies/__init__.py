@@ -11,6 +11,7 @@ from .base import (
 )
 from .blockwise import ARStrategy, BlockScheduledStrategy, ConfidenceStrategy, RandomStrategy
 from .dream import DREAM_ALGS, DreamStrategy
+from .parallel_forced import ParallelForcedStrategy, allocate_budget, split_steps
 from .threshold import ThresholdStrategy
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "ConfidenceStrategy",
     "RandomStrategy",
     "ThresholdStrategy",
+    "ParallelForcedStrategy",
+    "allocate_budget",
+    "split_steps",
     "DreamStrategy",
     "DREAM_ALGS",
 ]

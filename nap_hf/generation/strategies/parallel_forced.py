@@ -29,7 +29,9 @@ def split_steps(steps: int, n_path: int, n_summary: int, summary: str) -> tuple[
     return steps - s_sum, s_sum
 
 
-def allocate_budget(budget: int, sizes: list[int], committed: list[int], t: int, phase_steps: int) -> list[int]:
+def allocate_budget(
+    budget: int, sizes: list[int], committed: list[int], t: int, phase_steps: int
+) -> list[int]:
     """Hand `budget` tokens out one at a time, each to the unfinished slot furthest behind its ideal
     progress `sizes[j] * (t + 1) / phase_steps - committed[j]` (counting what this step already handed
     out; ties: fewer masks left, then lower j). Integer arithmetic (deficits scaled by `phase_steps`), so
@@ -100,7 +102,12 @@ class ParallelForcedStrategy(Strategy):
     def plan(self, state: DecodeState) -> StepPlan | None:
         masked = state.masked
         if self.t < self.s_path:
-            slots, budget, t, phase = range(len(self.path_slots)), self.path_budget[self.t], self.t, self.s_path
+            slots, budget, t, phase = (
+                range(len(self.path_slots)),
+                self.path_budget[self.t],
+                self.t,
+                self.s_path,
+            )
         elif self.t < self.s_path + self.s_sum:
             base = len(self.path_slots)
             slots = range(base, base + len(self.summary_slots))

@@ -1,5 +1,6 @@
 """Fast-dLLM's threshold rule: inside the current block, commit the top-1 candidate and every other
-candidate whose confidence is >= `threshold`; repeat until the block is full. NFE is adaptive."""
+candidate whose confidence is >= `threshold`; repeat until the block is full. NFE is adaptive.
+On the structured (NAP) canvas each slot is a block."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ __all__ = ["ThresholdStrategy"]
 class ThresholdStrategy(BlockScheduledStrategy):
     name = "threshold"
     score_kind = "confidence"
+
+    def begin(self, state: DecodeState) -> None:
+        super().begin(state)
+        slots = [(r.start, r.end) for r in state.extra.get("regions", ()) if r.kind in ("path", "summary")]
+        if slots:  # structured canvas: each slot is a block, in canvas order
+            self.blocks = slots
 
     def plan(self, state: DecodeState) -> StepPlan | None:
         if self.block_idx < 0:
