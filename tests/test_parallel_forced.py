@@ -295,6 +295,5 @@ def test_parallel_forced_bad_input(llada64, tokenizers, kwargs, match):
         steps=8,
     )
     kw.update(kwargs)
-    llada64.config.max_sequence_length, saved = 1024, llada64.config.max_sequence_length
     with pytest.raises(ValueError, match=match):
         llada64.generate(random_prompt(llada64, 4), **kw)

@@ -121,7 +121,7 @@ class ParallelForcedStrategy(Strategy):
         left = torch.stack([(masked & self.slot_masks[j]).sum(-1) for j in slots], -1).tolist()  # (B, slots)
         give = torch.zeros(B, len(self.slot_masks), dtype=torch.long, device=masked.device)
         for b in range(B):
-            committed = [n - l for n, l in zip(sizes, left[b], strict=True)]
+            committed = [n - rest for n, rest in zip(sizes, left[b], strict=True)]
             for j, g in zip(slots, allocate_budget(budget, sizes, committed, t, phase), strict=True):
                 give[b, j] = g
         # per slot: positions taken for sure (earlier blocks, with block_length) and a ranked remainder
