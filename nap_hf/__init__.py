@@ -22,11 +22,25 @@ from .models import (
 
 register_auto_classes()
 
+_LAZY = {"DiffusionSFTConfig": "training", "DiffusionSFTTrainer": "training"}
+
+
+def __getattr__(name):
+    """Training classes need the `train` extra (trl, peft, datasets): imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "STRATEGIES",
     "DiffusionGenerateOutput",
+    "DiffusionSFTConfig",
+    "DiffusionSFTTrainer",
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
     "DiffusionStep",

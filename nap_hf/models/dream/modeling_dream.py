@@ -9,6 +9,7 @@ from torch import nn
 from transformers import PreTrainedModel, Qwen2Model
 from transformers.modeling_outputs import MaskedLMOutput
 
+from ...alignment import align_predictions
 from ...generation.mixin import DiffusionGenerationMixin
 from ..attention import default_position_ids
 from .configuration_dream import DreamConfig
@@ -112,9 +113,11 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        prediction_mask: torch.BoolTensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        """Raw (unshifted) logits (B, L, V), as Dream's published `forward`."""
+        """Raw (unshifted) logits (B, L, V), as Dream's published `forward`. With `prediction_mask` (B, L), only the
+        ALIGNED predictions at those positions, (N, V) (the training loss asks for the masked positions only)."""
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -122,5 +125,9 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states,
         )
-        logits = self.lm_head(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        if prediction_mask is not None:  # (N, V): aligned predictions at the selected positions only
+            logits = self.lm_head(align_predictions(hidden, self.shift_logits)[prediction_mask])
+        else:
+            logits = self.lm_head(hidden)
         return MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)

@@ -13,6 +13,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
 
+from ...alignment import align_predictions
 from ...generation.mixin import DiffusionGenerationMixin
 from ..attention import bidirectional_attention_mask, default_position_ids
 from .configuration_llada import LLaDAConfig
@@ -247,10 +248,12 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        prediction_mask: torch.BoolTensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        """Full-vocabulary logits (B, L, V) for every position. The decoding loop does not call this:
-        it runs `self.model` and the LM head on the rows it can commit (see `DiffusionGenerationMixin`)."""
+        """Full-vocabulary logits (B, L, V) for every position (position i predicts token i). With
+        `prediction_mask` (B, L), only the predictions at those positions, (N, V): the training loss asks for the
+        masked positions only. The decoding loop runs `self.model` and the LM head on committable rows itself."""
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -258,7 +261,13 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
             inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states,
         )
-        logits = self.get_output_embeddings()(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        if prediction_mask is not None:  # (N, V): aligned predictions at the selected positions only
+            logits = self.get_output_embeddings()(
+                align_predictions(hidden, self.shift_logits)[prediction_mask]
+            )
+        else:
+            logits = self.get_output_embeddings()(hidden)
         return MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
 
 
