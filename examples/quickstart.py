@@ -25,6 +25,7 @@ import nap_hf  # noqa: F401  (registers LLaDA / Dream with the Auto classes)
 from nap_hf.metrics import global_arness, local_arness
 from nap_hf.testing import write_tiny_llada
 
+PF = dict(m=3, path_length=16, summary_length=8)  # parallel-forced canvas: 3 x 16 + 8 slots, headers clamped
 RUNS = [
     # (label, generate kwargs)
     ("ar", dict(strategy="ar")),
@@ -34,6 +35,8 @@ RUNS = [
     ("random", dict(strategy="random", seed=0)),
     ("threshold 0.9 (Fast-dLLM)", dict(strategy="threshold", block_length=16)),
     ("confidence, T=1", dict(strategy="confidence", temperature=1.0, seed=0)),
+    ("parallel_forced m=3 (NAP-D)", dict(strategy="parallel_forced", **PF)),
+    ("confidence on the NAP canvas", dict(strategy="confidence", canvas="nap", **PF)),
 ]
 
 
@@ -98,16 +101,22 @@ def main() -> None:
     )
     print("\n")
 
-    rows, traces = [], {}
+    rows, traces, runs = [], {}, {}
     for label, kwargs in RUNS:
         t0 = time.perf_counter()
         out = model.generate(
-            **inputs, steps=args.steps, gen_length=args.gen_length, return_dict_in_generate=True, **kwargs
+            **inputs,
+            tokenizer=tok,
+            steps=args.steps,
+            gen_length=args.gen_length,
+            return_dict_in_generate=True,
+            **kwargs,
         )
         dt = time.perf_counter() - t0
         g, lo = global_arness(out.trace).mean, local_arness(out.trace).mean
         text = tok.decode(out.sequences[0, P:], skip_special_tokens=True).replace("\n", " ")
         rows.append((label, out.nfe, g, lo, dt, text))
+        runs[label] = out
         traces[label] = {
             "kwargs": kwargs,
             "nfe": out.nfe,
@@ -121,8 +130,31 @@ def main() -> None:
     for label, nfe, g, lo, dt, text in rows:
         print(f"{label:28s} {nfe:4d} {g:9.3f} {lo:8.3f} {dt:7.2f}  {text[:40]!r}")
 
+    pf = runs["parallel_forced m=3 (NAP-D)"]
+    print(
+        "\nparallel-forced: the three paths and the summary, each cut at its closing tag (untrained: noise)"
+    )
+    for j, text in enumerate(pf.paths[0], 1):
+        print(f"  think {j}: {text[:60]!r}")
+    print(f"  summary: {pf.summary[0][:60]!r}   answer: {pf.answer[0]}")
+
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        from nap_hf.plotting import plot_decoding_dynamics
+
+        labels = ["ar", "confidence", "random", "parallel_forced m=3 (NAP-D)"]
+        plot_decoding_dynamics(
+            [runs[k].trace for k in labels],
+            regions=[None, None, None, pf.regions],
+            titles=["AR order", "confidence (AO)", "random", "parallel-forced"],
+            path=out_dir / "decoding_dynamics.png",
+        )
+        print(
+            f"decoding-dynamics figure (the paper's Figure 1 view) written to {out_dir / 'decoding_dynamics.png'}"
+        )
+    except ImportError as err:
+        print(f"(no figure: {err})")
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".traces.")
     with os.fdopen(fd, "w") as f:
         json.dump(
