@@ -409,3 +409,12 @@ def test_eval_loss_is_the_seeded_nll_bound_and_repeatable(llada_dir, tok, tmp_pa
     assert first["eval_loss"] == second["eval_loss"] and math.isfinite(first["eval_loss"])
     tr.train()  # with gradient checkpointing
     assert tr.evaluate()["eval_loss"] != first["eval_loss"]
+
+
+def test_training_args_pickle_never_holds_the_hub_token(tmp_path):
+    import pickle
+
+    args = _args(tmp_path, hub_token="hf_SECRETTOKEN123")
+    blob = pickle.dumps(args)
+    assert b"hf_SECRETTOKEN123" not in blob and pickle.loads(blob).hub_token is None
+    assert args.hub_token == "hf_SECRETTOKEN123"  # the live object keeps it

@@ -84,6 +84,12 @@ class DiffusionSFTConfig(SFTConfig):
         },
     )
 
+    def __getstate__(self):
+        """Pickled into `training_args.bin` of every checkpoint: never with the Hub token."""
+        state = self.__dict__.copy()
+        state["hub_token"] = None
+        return state
+
     def __post_init__(self):
         if self.bf16 is None:
             self.bf16 = (not self.fp16) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from transformers import AutoConfig, PreTrainedTokenizerBase, TrainingArguments
 from transformers.utils import logging
 from trl import SFTTrainer
 
+from .. import hub as _hub
 from ..alignment import model_shifts_logits
 from ..data.format import build_layout, encode_segment, parse_instance, render_slot_aligned
 from .config import DiffusionSFTConfig
@@ -328,6 +330,87 @@ class DiffusionSFTTrainer(SFTTrainer):
                 )
                 losses.append(total / max(float(n), 1.0))
         return torch.stack(losses).mean().detach(), None, None
+
+    # ------------------------------------------------------------------ hub (nap_hf.hub)
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Offline (`HF_HUB_OFFLINE=1`) no repo is created: `push_to_hub` writes the upload folder instead."""
+        if not _hub.is_hub_offline():
+            return super().init_hf_repo(token=token, private=private)
+        self.hub_model_id = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+        self.push_in_progress = None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if not _hub.is_hub_offline():  # offline: nothing is sent during training
+            super()._push_from_checkpoint(checkpoint_folder)
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, eval_results=None, **kwargs):
+        """Write `output_dir/README.md` from `model_cards/model_card.md` (`nap_hf.hub.model_card_from_trainer`):
+        base model (`base_model=` or `finetuned_from=` when training from a local copy), dataset, every objective
+        field and hyperparameter, decoding settings, `eval_results` when known, tags and citations."""
+        if not self.is_world_process_zero():
+            return
+        card = _hub.model_card_from_trainer(
+            self,
+            model_name=model_name,
+            dataset_name=dataset_name or kwargs.get("dataset"),
+            tags=tags,
+            eval_results=eval_results,
+            base_model=kwargs.get("base_model") or kwargs.get("finetuned_from"),
+            license=kwargs.get("license"),
+        )
+        _hub.write_text_atomic(Path(self.args.output_dir) / "README.md", card)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        dataset_name=None,
+        eval_results=None,
+        upload_dir=None,
+        **kwargs,
+    ):
+        """Save the model (or LoRA adapter) and tokenizer, write the card, build the exact upload folder
+        (`nap_hf.hub.prepare_upload_folder`: tokens removed) and upload it to `args.hub_model_id`. Offline
+        (`HF_HUB_OFFLINE=1`) nothing is contacted and the folder's path is returned (`upload_dir`, else
+        `output_dir/_hub_upload/<repo name>`). `kwargs` go to `create_model_card` (`base_model`, `tags`, ...)."""
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        offline = _hub.is_hub_offline()
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
+        self.create_model_card(model_name, dataset_name, eval_results=eval_results, **kwargs)
+        readme = (Path(self.args.output_dir) / "README.md").read_text(encoding="utf-8")
+        base_model = kwargs.get("base_model") or kwargs.get("finetuned_from")
+        folder = _hub.prepare_upload_folder(
+            self.args.output_dir,
+            upload_dir or _hub.default_upload_dir(self.args.output_dir, self.hub_model_id),
+            readme=readme,
+            training_args=self.args,
+            secrets=[token, self.args.hub_token],
+            base_model=base_model,
+            link=not offline,
+        )
+        if offline:
+            logger.info("HF_HUB_OFFLINE is set: the upload folder for %s is %s", self.hub_model_id, folder)
+            return str(folder)
+        self._finish_current_push()
+        return _hub.push_folder(
+            folder,
+            self.hub_model_id,
+            token=token,
+            private=private if private is not None else self.args.hub_private_repo,
+            commit_message=commit_message or "End of training",
+            revision=revision if revision is not None else self.args.hub_revision,
+            offline=False,
+            run_as_future=not blocking,
+        )
 
 
 class _DeferredCollator:
