@@ -352,3 +352,77 @@ def write_tiny_dream(
     )
     _write_json(path / "special_tokens_map.json", special_map)
     return path
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _tiny_nap_rows(n: int, seed: int = 0) -> list[dict]:
+    """`n` conversational prompt/completion rows whose completion is a NAP instance (3 short arithmetic paths
+    and a summary with the boxed answer), short enough for the slots of `recipes/configs/tiny_cpu.yaml`
+    (path_length 24, summary_length 24 with the tiny tokenizer)."""
+    import random
+
+    from .data import render_instance
+
+    rng = random.Random(seed)
+    names = ["Ann", "Ben", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana"]
+    things = ["apples", "books", "coins", "pens", "cards", "shells", "stamps"]
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(2, 49), rng.randint(2, 49)
+        who, what = rng.choice(names), rng.choice(things)
+        paths = [f"{a} + {b} = {a + b}", f"{b} + {a} = {a + b}", f"{a} + {b - 1} + 1 = {a + b}"]
+        question = f"{who} has {a} {what} and buys {b} more. How many {what} does {who} have?"
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": question}],
+                "completion": [
+                    {
+                        "role": "assistant",
+                        "content": render_instance(paths, f"The final answer is \\boxed{{{a + b}}}."),
+                    }
+                ],
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m nap_hf.testing {tiny-llada,tiny-dream} OUT_DIR` writes a tiny random checkpoint;
+    `python -m nap_hf.testing tiny-nap-data OUT.jsonl [--n N]` writes tiny NAP training data (JSON lines)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m nap_hf.testing",
+        description="Tiny offline artefacts for smoke runs: random LLaDA/Dream checkpoints in the hub format and "
+        "a small NAP dataset.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, what in (("tiny-llada", "LLaDA"), ("tiny-dream", "Dream")):
+        p = sub.add_parser(name, help=f"write a tiny random {what} checkpoint (model + tokenizer) to OUT_DIR")
+        p.add_argument("out", metavar="OUT_DIR")
+        p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser(
+        "tiny-nap-data", help="write tiny NAP prompt/completion rows as JSON lines to OUT.jsonl"
+    )
+    p.add_argument("out", metavar="OUT.jsonl")
+    p.add_argument("--n", type=int, default=64, help="number of rows (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.command == "tiny-nap-data":
+        if args.n < 1:
+            parser.error("--n must be >= 1")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = _tiny_nap_rows(args.n, args.seed)
+        _atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+        print(f"wrote {len(rows)} NAP rows to {out}")
+    else:
+        write = write_tiny_llada if args.command == "tiny-llada" else write_tiny_dream
+        print(f"wrote a tiny random checkpoint to {write(args.out, seed=args.seed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -401,9 +401,13 @@ def test_resume_from_checkpoint_continues_where_it_stopped(llada_dir, tok, tmp_p
 
 def test_eval_loss_is_the_seeded_nll_bound_and_repeatable(llada_dir, tok, tmp_path):
     data = _data(8)
-    tr = DiffusionSFTTrainer(_model(llada_dir), args=_args(tmp_path, max_steps=2, eval_mc_samples=3,
-                                                           gradient_checkpointing=True),
-                             train_dataset=data, eval_dataset=_data(4), processing_class=tok)
+    tr = DiffusionSFTTrainer(
+        _model(llada_dir),
+        args=_args(tmp_path, max_steps=2, eval_mc_samples=3, gradient_checkpointing=True),
+        train_dataset=data,
+        eval_dataset=_data(4),
+        processing_class=tok,
+    )
     first = tr.evaluate()
     second = tr.evaluate()
     assert first["eval_loss"] == second["eval_loss"] and math.isfinite(first["eval_loss"])

@@ -47,3 +47,44 @@ __all__ = [
     "offline_path",
     "render_choices",
 ]
+
+# The evaluation runner (sweeps of strategies x steps with every setting recorded), the paper's numbers, and
+# the paper's tables / figures from the results. The lm-eval model lives in `nap_hf.evaluation.lm_eval_model`
+# (optional dependency, imported on demand).
+from nap_hf.evaluation import paper  # noqa: E402
+from nap_hf.evaluation.runner import (  # noqa: E402
+    DEFAULT_STEPS,
+    DEFAULT_STRATEGIES,
+    EvalSettings,
+    RunSpec,
+    load_summary,
+    parse_strategy,
+    read_records,
+    run_eval,
+)
+from nap_hf.evaluation.tables import (  # noqa: E402
+    load_summaries,
+    plot_accuracy_by_order,
+    plot_arness_shift,
+    plot_dynamics,
+    render_tables,
+    write_report,
+)
+
+__all__ += [
+    "paper",
+    "DEFAULT_STEPS",
+    "DEFAULT_STRATEGIES",
+    "EvalSettings",
+    "RunSpec",
+    "load_summary",
+    "parse_strategy",
+    "read_records",
+    "run_eval",
+    "load_summaries",
+    "plot_accuracy_by_order",
+    "plot_arness_shift",
+    "plot_dynamics",
+    "render_tables",
+    "write_report",
+]

@@ -44,6 +44,17 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.LongTensor:
+    """One exact draw per row of (N, V) probabilities by inverting the CDF with ONE uniform number per row
+    (`torch.multinomial` draws an exponential per vocabulary entry: ~6x the LM-head cost per row at V = 32k).
+    Entries with zero probability are never drawn (the result is capped at the last non-zero entry)."""
+    cdf = probs.cumsum(-1)
+    total = cdf[:, -1:].contiguous()
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * total
+    idx = torch.searchsorted(cdf, u, right=True)
+    return torch.minimum(idx, torch.searchsorted(cdf, total)).squeeze(-1)
+
+
 def candidates_and_scores(
     logits: torch.Tensor,
     *,
@@ -66,7 +77,7 @@ def candidates_and_scores(
     if sampled:
         tempered = filter_logits(logits / temperature, top_k, top_p)
         probs = tempered.softmax(-1)
-        x0 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        x0 = sample_categorical(probs, generator)
     else:
         tempered = filter_logits(logits, top_k, top_p) if (top_k or top_p is not None) else logits
         x0 = tempered.argmax(-1)

