@@ -34,6 +34,7 @@ Commands (from the repository root):
     .venv/bin/python benchmarks/decode.py --quick     # smoke run: steps 64, 1 repeat (measured 1.6 min)
     .venv/bin/python benchmarks/decode.py             # full: steps 64 128 256, 3 repeats (measured 24 min)
     .venv/bin/python benchmarks/decode.py --steps 128 --temperatures 1 --repeats 5 --threads 1
+    .venv/bin/python benchmarks/decode.py --parallel-forced --repeats 2  # NAP-D: m = 1/2/3, 1-4 tokens/step
     .venv/bin/python benchmarks/decode.py --render benchmarks/results/decode.json   # re-summarize, no runs
 
 Results: a markdown table on stdout, and `decode.json` + `decode.md` in `--out-dir` (default
@@ -502,6 +503,101 @@ def markdown(report: dict) -> str:
     return notes + "\n" + head + "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- parallel-forced (NAP-D)
+
+PF_PATH_POSITIONS = 240  # m x path_length, kept fixed across m as Table 5 keeps 990 (paper: 3 x 330 + 32)
+PF_SUMMARY = 16
+PF_HEADER = [5, 6, 7]  # a 3-token stand-in for "<think j>\n" (the random model has no tokenizer)
+
+
+@torch.no_grad()
+def benchmark_parallel_forced(args) -> dict:
+    """`parallel_forced` at m = 1/2/3 on the paper's canvas shape scaled to the tiny model (m x path_length = 240
+    path positions, summary 16; Table 5 keeps the total), steps for 1/2/3/4 tokens per step: NFE, wall time,
+    the cost ratio against the per-NFE limit of the same canvas (trunk over the canvas + LM head on its slot rows
+    only), sampled between the steps of each run as above, and Global-ARness@1 over the path slots."""
+    from nap_hf.metrics import global_arness
+
+    model, prompt = build_model(args), make_prompt(args)
+    P = prompt.shape[1]
+    trunk, head = model.model, model.get_output_embeddings()
+    results = []
+    for T in args.temperatures:
+        for m in (1, 2, 3):
+            path_length = PF_PATH_POSITIONS // m
+            slots = m * path_length + PF_SUMMARY
+            kw = dict(strategy="parallel_forced", m=m, path_length=path_length, summary_length=PF_SUMMARY,
+                      header_ids=[PF_HEADER] * (m + 1), temperature=T, return_dict_in_generate=True)
+            probe = model.generate(prompt, steps=2, **kw)  # the canvas and its slot rows
+            canvas = probe.sequences.clone()
+            slot_rows = torch.zeros_like(canvas, dtype=torch.bool)
+            path_rows = torch.zeros_like(canvas, dtype=torch.bool)
+            for r in probe.regions[0]:
+                if r.kind in ("path", "summary"):
+                    slot_rows[:, r.slice] = True
+                if r.kind == "path":
+                    path_rows[:, r.slice] = True
+            canvas[slot_rows] = model.config.mask_token_id
+
+            def limit(canvas=canvas, slot_rows=slot_rows):
+                return head(trunk(input_ids=canvas).last_hidden_state[slot_rows])
+
+            for _ in range(2):
+                limit()
+            for k in (1, 2, 3, 4):
+                steps = slots // k
+                ratios, walls, arness, nfe = [], [], None, None
+                for rep in range(args.repeats):
+                    every = max(1, steps // args.limit_samples)
+                    samples, spent = [], [0.0]
+
+                    def between(step, every=every, samples=samples, spent=spent, limit=limit):
+                        if step.nfe % every == 0:
+                            t0 = time.perf_counter()
+                            limit()
+                            samples.append(time.perf_counter() - t0)
+                            spent[0] += time.perf_counter() - t0
+
+                    t0 = time.perf_counter()
+                    out = model.generate(prompt, steps=steps, generator=torch.Generator().manual_seed(rep),
+                                         step_callback=between, **kw)
+                    wall = time.perf_counter() - t0 - spent[0]
+                    nfe = out.nfe
+                    ratios.append(wall / (nfe * statistics.fmean(samples)))
+                    walls.append(wall)
+                    arness = global_arness(out.trace, positions=path_rows).mean
+                entry = {"m": m, "path_length": path_length, "summary_length": PF_SUMMARY, "temperature": T,
+                         "tokens_per_step": k, "steps": steps, "nfe": nfe, "wall_s": min(walls),
+                         "cost_ratio": statistics.median(ratios), "global_arness@1": arness}
+                entry["target_met"] = entry["cost_ratio"] <= TARGET
+                results.append(entry)
+                log(f"parallel_forced m={m} T={T:g} {k} tok/step: NFE {nfe} {min(walls):.2f} s "
+                    f"ratio {entry['cost_ratio']:.2f} Global-ARness@1 {arness:.3f}")
+    return {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
+                     "threads": torch.get_num_threads(), "repeats": args.repeats, "prompt_length": P,
+                     "canvas": f"m x path_length = {PF_PATH_POSITIONS}, summary {PF_SUMMARY}, 3-token headers"},
+            "results": results}
+
+
+def markdown_parallel_forced(report: dict) -> str:
+    m = report["meta"]
+    lines = [
+        f"parallel_forced on the scaled paper canvas ({m['canvas']}; prompt {m['prompt_length']}), torch "
+        f"{m['torch']}, {m['threads']} threads, {m['repeats']} repeat(s), {m['date']}. cost ratio = generate time / "
+        "(NFE x limit), limit = trunk over the same canvas + LM head on its slot rows; median over repeats. "
+        "Global-ARness@1 over the path slots.\n",
+        "| m | path_length | T | tokens/step | steps | NFE | wall s | cost ratio | Global-ARness@1 | target met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['m']} | {r['path_length']} | {r['temperature']:g} | {r['tokens_per_step']} | {r['steps']} "
+            f"| {r['nfe']} | {r['wall_s']:.2f} | {r['cost_ratio']:.2f} | {r['global_arness@1']:.3f} "
+            f"| {'yes' if r['target_met'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -530,6 +626,12 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", type=Path, default=HERE / "results")
     p.add_argument("--render", type=Path, metavar="JSON", help="re-summarize a saved decode.json (no runs)")
     p.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--parallel-forced",
+        action="store_true",
+        help="run the parallel_forced suite (m = 1/2/3 x 1/2/3/4 tokens per step) instead; writes "
+        "decode_parallel_forced.{json,md}",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = args.steps[:1], 1
@@ -549,6 +651,13 @@ def main(argv=None) -> dict | None:
     if args.memory_worker:
         memory_worker(args)
         return None
+    if args.parallel_forced:
+        report = benchmark_parallel_forced(args)
+        md = markdown_parallel_forced(report)
+        print(md)
+        write_atomic(args.out_dir / "decode_parallel_forced.json", json.dumps(report, indent=1) + "\n")
+        write_atomic(args.out_dir / "decode_parallel_forced.md", md)
+        return report
     if args.render:
         report = json.loads(args.render.read_text())
         tokens = report["meta"]["gen_length"] * report["meta"]["batch_size"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,7 +56,18 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(cmd: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+    # own process group, so a launcher's workers are killed too if the run hangs (no orphan left behind)
+    with subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            out, err = child.communicate()
+            raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\n{err[-4000:]}") from None
+    proc = subprocess.CompletedProcess(cmd, child.returncode, out, err)
     assert proc.returncode == 0, (
         f"{' '.join(cmd)}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
     )
