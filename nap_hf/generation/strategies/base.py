@@ -4,6 +4,7 @@ forward pass, candidates, the trace and NFE."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,7 +51,7 @@ class StepPlan:
     k: torch.LongTensor | None = None
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class. Subclasses set `name`, implement `plan`, and override `select` when the default
     (the `k` best scores per row) is not the rule."""
 
@@ -66,9 +67,9 @@ class Strategy:
     def begin(self, state: DecodeState) -> None:
         """Called once before the first step."""
 
+    @abstractmethod
     def plan(self, state: DecodeState) -> StepPlan | None:
         """The next step's request, or `None` when decoding is finished."""
-        raise NotImplementedError
 
     def select(self, state: DecodeState, plan: StepPlan, scores: torch.Tensor) -> torch.BoolTensor:
         """Choose the positions to commit. `scores` is (B, L), -inf where `plan.rows` is False."""
