@@ -25,7 +25,6 @@ Decided here:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
 import logging
@@ -36,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .io import write_text_atomic
 
 __all__ = [
     "NAP_CITATION",
@@ -110,21 +111,6 @@ def model_cards_dir(template_dir: str | os.PathLike | None = None) -> Path:
         if candidate:
             return Path(candidate)
     return Path(__file__).resolve().parent / "model_cards"
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file next to `path`, then `os.replace` it in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _redact(text: str, secrets: Iterable[str | None]) -> str:

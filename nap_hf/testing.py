@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+from .io import write_text_atomic
 
 __all__ = [
     "LLADA_HUB_CONFIG",
@@ -162,15 +163,8 @@ def build_byte_bpe(vocab_size: int = 512, specials: list[str] | None = None):
     return tok
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, data: dict) -> None:
-    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _round_up(n: int, multiple: int = 64) -> int:
@@ -182,6 +176,59 @@ def _save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype) -> Non
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, path)
+
+
+def _write_model_and_tokenizer_config(
+    path: Path,
+    model_cls,
+    config_cls,
+    cfg: dict,
+    *,
+    seed: int,
+    dtype: torch.dtype,
+    ids: dict[str, int],
+    special_map: dict[str, str],
+    bos: str,
+    tokenizer_fields: dict,
+) -> None:
+    """The files both tiny checkpoints share: seeded random weights under the published key names, the hub's
+    `config.json` as given, `generation_config.json`, `tokenizer_config.json` (added tokens + `tokenizer_fields`)
+    and `special_tokens_map.json`."""
+    torch.manual_seed(seed)
+    model = model_cls(config_cls(**{k: v for k, v in cfg.items() if k != "model_type"}))
+    _save_weights(model, path / "model.safetensors", dtype)
+    _write_json(path / "config.json", cfg)
+    eos = ids["<|endoftext|>"]
+    _write_json(
+        path / "generation_config.json",
+        {
+            "bos_token_id": ids[bos],
+            "eos_token_id": eos,
+            "pad_token_id": eos,
+            "transformers_version": cfg["transformers_version"],
+        },
+    )
+    added = {
+        str(i): {
+            "content": t,
+            "special": True,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+        }
+        for t, i in ids.items()
+    }
+    _write_json(
+        path / "tokenizer_config.json",
+        {
+            **tokenizer_fields,
+            "clean_up_tokenization_spaces": False,
+            "added_tokens_decoder": added,
+            **special_map,
+        },
+    )
+    _write_json(path / "special_tokens_map.json", special_map)
 
 
 def write_tiny_llada(
@@ -221,48 +268,28 @@ def write_tiny_llada(
         eos_token_id=ids["<|endoftext|>"],
         pad_token_id=ids["<|endoftext|>"],
     )
-    torch.manual_seed(seed)
-    model = LLaDAModelLM(LLaDAConfig(**{k: v for k, v in cfg.items() if k not in ("model_type",)}))
-    _save_weights(model, path / "model.safetensors", dtype)
-    _write_json(path / "config.json", cfg)
-    _write_json(
-        path / "generation_config.json",
-        {
-            "bos_token_id": ids["<|startoftext|>"],
-            "eos_token_id": ids["<|endoftext|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "transformers_version": "4.46.3",
+    write_text_atomic(path / "tokenizer.json", tok.to_str())
+    _write_model_and_tokenizer_config(
+        path,
+        LLaDAModelLM,
+        LLaDAConfig,
+        cfg,
+        seed=seed,
+        dtype=dtype,
+        ids=ids,
+        bos="<|startoftext|>",
+        special_map={
+            "bos_token": "<|startoftext|>",
+            "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+            "mask_token": "<|mdm_mask|>",
         },
-    )
-    _atomic_write_text(path / "tokenizer.json", tok.to_str())
-    special_map = {
-        "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>",
-        "mask_token": "<|mdm_mask|>",
-    }
-    _write_json(
-        path / "tokenizer_config.json",
-        {
+        tokenizer_fields={
             "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": max_sequence_length,
-            "clean_up_tokenization_spaces": False,
             "chat_template": LLADA_CHAT_TEMPLATE,
-            "added_tokens_decoder": {
-                str(i): {
-                    "content": t,
-                    "special": True,
-                    "lstrip": False,
-                    "rstrip": False,
-                    "normalized": False,
-                    "single_word": False,
-                }
-                for t, i in ids.items()
-            },
-            **special_map,
         },
     )
-    _write_json(path / "special_tokens_map.json", special_map)
     return path
 
 
@@ -304,53 +331,33 @@ def write_tiny_dream(
         pad_token_id=ids["<|endoftext|>"],
         max_position_embeddings=2048,
     )
-    torch.manual_seed(seed)
-    model = DreamModel(DreamConfig(**{k: v for k, v in cfg.items() if k not in ("model_type",)}))
-    _save_weights(model, path / "model.safetensors", dtype)
-    _write_json(path / "config.json", cfg)
-    _write_json(
-        path / "generation_config.json",
-        {
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|endoftext|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "transformers_version": "4.46.2",
-        },
-    )
     # Qwen2-format BPE files: vocab.json (BPE vocabulary without the added tokens) and merges.txt
     tok.model.save(str(path))
-    special_map = {
-        "bos_token": "<|beginoftext|>",
-        "eos_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>",
-        "mask_token": "<|mask|>",
-    }
-    _write_json(
-        path / "tokenizer_config.json",
-        {
+    _write_model_and_tokenizer_config(
+        path,
+        DreamModel,
+        DreamConfig,
+        cfg,
+        seed=seed,
+        dtype=dtype,
+        ids=ids,
+        bos="<|endoftext|>",
+        special_map={
+            "bos_token": "<|beginoftext|>",
+            "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+            "mask_token": "<|mask|>",
+        },
+        tokenizer_fields={
             "tokenizer_class": "DreamTokenizer",
             "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
             "model_max_length": 131072,
-            "clean_up_tokenization_spaces": False,
             "split_special_tokens": False,
             "errors": "replace",
             "chat_template": DREAM_CHAT_TEMPLATE,
-            "added_tokens_decoder": {
-                str(i): {
-                    "content": t,
-                    "special": True,
-                    "lstrip": False,
-                    "rstrip": False,
-                    "normalized": False,
-                    "single_word": False,
-                }
-                for t, i in ids.items()
-            },
             "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
-            **special_map,
         },
     )
-    _write_json(path / "special_tokens_map.json", special_map)
     return path
 
 
@@ -417,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         rows = _tiny_nap_rows(args.n, args.seed)
-        _atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(out, "".join(json.dumps(r) + "\n" for r in rows))
         print(f"wrote {len(rows)} NAP rows to {out}")
     else:
         write = write_tiny_llada if args.command == "tiny-llada" else write_tiny_dream

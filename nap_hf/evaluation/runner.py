@@ -61,7 +61,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +73,7 @@ from nap_hf.data.format import DEFAULT_FORMAT, build_layout
 from nap_hf.evaluation.answers import extract_answer, is_correct
 from nap_hf.evaluation.tasks import TASKS, Example, load_task
 from nap_hf.evaluation.tasks import _spec as _task_spec
+from nap_hf.io import write_text_atomic
 from nap_hf.metrics.arness import global_arness
 
 __all__ = [
@@ -413,21 +413,7 @@ def build_prompt(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text, fsync=True)
 
 
 def _clean(value: Any) -> Any:

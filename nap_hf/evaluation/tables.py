@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 from nap_hf.evaluation import paper
 from nap_hf.evaluation.answers import canonical_task
+from nap_hf.io import save_figure_atomic, write_text_atomic
 
 __all__ = [
     "load_summaries",
@@ -432,24 +432,7 @@ def _figure(figsize: tuple[float, float]):
 
 
 def _save(fig: Any, path: str | os.PathLike, dpi: int = 150) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp.{fmt}")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return save_figure_atomic(fig, path, dpi)
 
 
 _COLORS = {
@@ -687,9 +670,8 @@ def write_report(
     out = Path(out_dir)
     written: dict[str, Path] = {}
     text = render_tables(summaries)
-    from nap_hf.evaluation.runner import _atomic_write_text
 
-    _atomic_write_text(out / "tables.md", text)
+    write_text_atomic(out / "tables.md", text, fsync=True)
     written["tables"] = out / "tables.md"
     for name, fn in (
         ("figure2", plot_accuracy_by_order),

@@ -64,7 +64,7 @@ class Strategy(ABC):
     def __init__(self, config):
         self.config = config
 
-    def begin(self, state: DecodeState) -> None:
+    def begin(self, state: DecodeState) -> None:  # noqa: B027 (optional hook)
         """Called once before the first step."""
 
     @abstractmethod

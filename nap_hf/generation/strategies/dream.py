@@ -1,7 +1,10 @@
 """Dream's own schedule (`diffusion_generate`): `ts = linspace(1, eps, steps + 1)`; `origin` commits each
 masked position with probability `1 - s/t` (a Bernoulli draw, random even at T = 0); `maskgit_plus`,
 `topk_margin` and `entropy` commit the `int(n_masked * (1 - s/t))` best-scoring positions (all at the
-last step). Scores come from the tempered, top-k/top-p filtered distribution, as in Dream."""
+last step). Scores come from the tempered, top-k/top-p filtered distribution, as in Dream.
+
+Departure (decided here): n_masked is each row's own count; Dream uses the batch average. The two agree unless
+rows have masks inside their prompts, and per row a batch decodes exactly as its prompts one at a time."""
 
 from __future__ import annotations
 

@@ -98,6 +98,7 @@ class ParallelForcedStrategy(Strategy):
             m = torch.zeros(L, dtype=torch.bool, device=device)
             m[r.start : r.end] = True
             self.slot_masks.append(m)
+        self.sizes = [len(r) for r in self.path_slots + self.summary_slots]
 
     def plan(self, state: DecodeState) -> StepPlan | None:
         masked = state.masked
@@ -116,14 +117,14 @@ class ParallelForcedStrategy(Strategy):
         else:
             return None
         self.t += 1
-        B = masked.shape[0]
-        sizes = [int(self.slot_masks[j].sum()) for j in slots]
-        left = torch.stack([(masked & self.slot_masks[j]).sum(-1) for j in slots], -1).tolist()  # (B, slots)
-        give = torch.zeros(B, len(self.slot_masks), dtype=torch.long, device=masked.device)
-        for b in range(B):
-            committed = [n - rest for n, rest in zip(sizes, left[b], strict=True)]
-            for j, g in zip(slots, allocate_budget(budget, sizes, committed, t, phase), strict=True):
-                give[b, j] = g
+        # Every row has the same layout and budgets and commits exactly what it is given, so all rows progress
+        # alike: allocate once (row 0; one host sync per step) and give every row the same share.
+        sizes = [self.sizes[j] for j in slots]
+        left = torch.stack([(masked[0] & self.slot_masks[j]).sum() for j in slots]).tolist()
+        committed = [n - rest for n, rest in zip(sizes, left, strict=True)]
+        share = torch.zeros(len(self.slot_masks), dtype=torch.long, device=masked.device)
+        share[list(slots)] = torch.tensor(allocate_budget(budget, sizes, committed, t, phase), device=masked.device)
+        give = share.expand(masked.shape[0], -1)
         # per slot: positions taken for sure (earlier blocks, with block_length) and a ranked remainder
         self.must = torch.zeros_like(masked)
         self.pick: list[tuple[torch.BoolTensor, torch.LongTensor]] = []
