@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -242,17 +243,21 @@ def write_tiny_llada(
     max_sequence_length: int = 1024,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    tokenizer: Any | None = None,
 ) -> Path:
     """Write a seeded, UNTRAINED tiny LLaDA checkpoint in the hub's format to `path` and return it:
     `config.json` (the published fields, tiny sizes), `model.safetensors` (the published key names),
     `tokenizer.json` / `tokenizer_config.json` (PreTrainedTokenizerFast with `<|mdm_mask|>` and LLaDA's chat
-    template) and `generation_config.json`. The embedding has more rows than the tokenizer, as published."""
+    template) and `generation_config.json`. The embedding has more rows than the tokenizer, as published.
+    `tokenizer` (a `tokenizers.Tokenizer` holding :data:`LLADA_SPECIALS`) replaces the default tiny BPE."""
     from .models.llada import LLaDAConfig, LLaDAModelLM
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = build_byte_bpe(bpe_vocab, LLADA_SPECIALS)
+    tok = tokenizer if tokenizer is not None else build_byte_bpe(bpe_vocab, LLADA_SPECIALS)
     ids = {t: tok.token_to_id(t) for t in LLADA_SPECIALS}
+    if any(i is None for i in ids.values()):
+        raise ValueError(f"`tokenizer` must hold LLaDA's special tokens {LLADA_SPECIALS}.")
     rows = _round_up(tok.get_vocab_size())
     cfg = dict(LLADA_HUB_CONFIG)
     cfg.update(

@@ -157,7 +157,9 @@ def build_peft_config(model_args):
     return peft_config
 
 
-def main(script_args, training_args, model_args) -> None:
+def main(script_args, training_args, model_args, callbacks=None) -> None:
+    """Train (resuming from `training_args.resume_from_checkpoint` if set), save, and push if asked;
+    `callbacks` are extra `TrainerCallback`s (e.g. `recipes/nap_tiny.py`'s periodic accuracy check)."""
     from nap_hf.training import DiffusionSFTTrainer
 
     data = load_data(script_args)
@@ -180,6 +182,7 @@ def main(script_args, training_args, model_args) -> None:
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=build_peft_config(model_args),
+        callbacks=callbacks,
     )
     for split, stats in trainer.dataset_stats.items():
         trainer.accelerator.print(f"{split} dataset: {stats}")

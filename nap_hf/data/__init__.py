@@ -38,3 +38,40 @@ __all__ = [
     "render_slot_aligned",
     "render_summary",
 ]
+
+# Training questions for the data builder: registry sources (GSM8K, MATH, OpenR1-Math-220k) and local files,
+# decontaminated against GSM8K test / MATH-500.
+from .sources import (  # noqa: E402
+    SOURCES,
+    Problem,
+    ProblemSet,
+    contamination_index,
+    load_source,
+    normalize_question,
+)
+
+__all__ += [
+    "SOURCES",
+    "Problem",
+    "ProblemSet",
+    "contamination_index",
+    "load_source",
+    "normalize_question",
+]
+
+# Teachers for the data builder: a local transformers causal LM or any OpenAI-compatible server (vLLM, TGI).
+from .teachers import (  # noqa: E402
+    Completion,
+    OpenAICompatibleTeacher,
+    Teacher,
+    TeacherRequestError,
+    TransformersTeacher,
+)
+
+__all__ += [
+    "Completion",
+    "OpenAICompatibleTeacher",
+    "Teacher",
+    "TeacherRequestError",
+    "TransformersTeacher",
+]

@@ -1,0 +1,149 @@
+"""Evaluation of nap-tiny on the toy arithmetic task (`nap_hf.data.toy_arithmetic`): accuracy and
+Global-ARness@1 of a decoding rule at a given number of tokens per step, on held-out problems."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from ..data.format import build_layout, parse_instance, parse_longcot
+from ..data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH, ToyProblem
+from ..metrics import global_arness
+
+__all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "toy_prompts"]
+
+LONGCOT_GEN_LENGTH = 112
+"""Generated length of the Long-CoT model (its longest training completion is 95 tokens + EOS)."""
+
+
+@dataclass(frozen=True)
+class ToyDecoding:
+    """A decoding rule for the toy evaluation.
+
+    Args:
+        strategy: `parallel_forced`, `confidence` (AO), `ar` or `random`.
+        tokens_per_step: k; steps = generated slots / k.
+        m: parallel-forced paths (the slot size keeps the total budget `3 x TOY_PATH_LENGTH` when m < 3).
+        layout: `nap` (the NAP model: structured length, NAP text) or `longcot` (the Long-CoT model).
+    """
+
+    strategy: str = "parallel_forced"
+    tokens_per_step: int = 1
+    m: int = 3
+    layout: Literal["nap", "longcot"] = "nap"
+
+    @property
+    def name(self) -> str:
+        extra = f" m={self.m}" if self.strategy == "parallel_forced" and self.m != 3 else ""
+        return f"{self.layout}/{self.strategy}{extra} k={self.tokens_per_step}"
+
+    def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
+        """`generate` keyword arguments (steps follow from the slot count and k)."""
+        if self.strategy == "parallel_forced":
+            path_length = 3 * TOY_PATH_LENGTH // self.m
+            slots = self.m * path_length + TOY_SUMMARY_LENGTH
+            return dict(
+                strategy="parallel_forced",
+                m=self.m,
+                path_length=path_length,
+                summary_length=TOY_SUMMARY_LENGTH,
+                steps=max(1, slots // self.tokens_per_step),
+                tokenizer=tokenizer,
+            )
+        if self.layout == "nap":
+            gen_length = build_layout(tokenizer, 3, TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH).length
+        else:
+            gen_length = LONGCOT_GEN_LENGTH
+        kwargs = dict(strategy=self.strategy, gen_length=gen_length, steps=max(1, gen_length // self.tokens_per_step))
+        if self.strategy == "random":
+            kwargs["seed"] = 0
+        return kwargs
+
+
+@dataclass
+class ToyResult:
+    """Accuracy and Global-ARness@1 of one decoding rule; `records` hold every problem's output."""
+
+    decoding: str
+    accuracy: float
+    global_arness: float
+    nfe: float
+    n: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def toy_prompts(tokenizer: Any, problems: Sequence[ToyProblem]) -> dict[str, torch.Tensor]:
+    """Left-padded chat-template prompts (the question only, as in training)."""
+    tokenizer.padding_side = "left"
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p.question}], tokenize=False, add_generation_prompt=True)
+        for p in problems
+    ]
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def _answer(text: str, layout: str) -> str | None:
+    parsed = parse_instance(text) if layout == "nap" else parse_longcot(text)
+    return parsed.answer, parsed.paths
+
+
+def _same(answer: str | None, gold: int) -> bool:
+    if answer is None:
+        return False
+    try:
+        return int(answer.strip()) == gold
+    except ValueError:
+        return False
+
+
+@torch.no_grad()
+def evaluate_toy(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[ToyProblem],
+    decoding: ToyDecoding,
+    *,
+    batch_size: int = 100,
+) -> ToyResult:
+    """Decode every problem with `decoding`, parse the answer from the summary (NAP) or the text after
+    ``</think>`` (Long-CoT), and score it against the gold answer."""
+    if not problems:
+        raise ValueError("`problems` is empty.")
+    records, arness, nfe = [], [], []
+    kwargs = decoding.generate_kwargs(tokenizer)
+    for start in range(0, len(problems), batch_size):
+        batch = problems[start : start + batch_size]
+        inputs = toy_prompts(tokenizer, batch)
+        P = inputs["input_ids"].shape[1]
+        out = model.generate(**inputs, return_dict_in_generate=True, **kwargs)
+        nfe.append(out.nfe)
+        for i, problem in enumerate(batch):
+            trace = out.trace[i : i + 1, P:]
+            g = global_arness(trace).mean
+            arness.append(g)
+            if out.answer is not None:
+                answer, paths = out.answer[i], out.paths[i]
+            else:
+                text = tokenizer.decode(out.sequences[i, P:], skip_special_tokens=True)
+                answer, paths = _answer(text, decoding.layout)
+            records.append(
+                {
+                    "id": problem.id,
+                    "gold": problem.answer,
+                    "answer": answer,
+                    "correct": _same(answer, problem.answer),
+                    "paths": paths,
+                    "global_arness@1": g,
+                }
+            )
+    return ToyResult(
+        decoding=decoding.name,
+        accuracy=sum(r["correct"] for r in records) / len(records),
+        global_arness=sum(arness) / len(arness),
+        nfe=sum(nfe) / len(nfe),
+        n=len(records),
+        records=records,
+    )

@@ -1,0 +1,224 @@
+"""nap-tiny: train the embedded default models (NAP and Long-CoT) on the toy arithmetic task, on a CPU.
+
+Every step is resumable: run the same command again after an interruption and it continues where it stopped.
+
+```bash
+# 1. data (NAP and Long-CoT variants of the SAME traces, 200 held-out test problems), the toy tokenizer and
+#    the untrained ~2M-parameter LLaDA-architecture model both runs start from
+python recipes/nap_tiny.py prepare --out_dir outputs/nap-tiny
+
+# 2. train (hours on 2 CPU cores; checkpoints every `save_steps`, resumes from the last one; accuracy on 50
+#    held-out problems every `eval_every` steps goes to <output_dir>/learning_curve.jsonl)
+python recipes/nap_tiny.py train --config recipes/configs/tiny_nap_cpu.yaml
+python recipes/nap_tiny.py train --config recipes/configs/tiny_longcot_cpu.yaml
+
+# 3. copy the final weights into the repository with the parallel-forced generation defaults and a card
+python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run --to models/nap-tiny --kind nap
+python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run --to models/nap-tiny-longcot --kind longcot
+```
+`train` takes every flag of `recipes/sft.py` (the YAML holds them) plus `--eval_every` and `--eval_problems`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_SHAPE = dict(d_model=192, n_layers=5, n_heads=6, mlp_hidden_size=448, max_sequence_length=256)
+"""nap-tiny's shape: about 2.2M parameters."""
+
+
+def _sft_module():
+    spec = importlib.util.spec_from_file_location("nap_sft_recipe", REPO / "recipes" / "sft.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare(out_dir: str, n_train: int, n_test: int, seed: int) -> None:
+    """Write the toy data, the tokenizer and the untrained model (skips what is already there)."""
+    from nap_hf.data.toy_arithmetic import ToyArithmetic, build_toy_tokenizer, write_toy_data
+    from nap_hf.testing import LLADA_SPECIALS, write_tiny_llada
+
+    out = Path(out_dir)
+    if not (out / "stats.json").exists():
+        stats = write_toy_data(out, n_train=n_train, n_test=n_test, seed=seed)
+        print(json.dumps(stats, indent=2))
+    init = out / "init"
+    if not (init / "model.safetensors").exists():
+        task = ToyArithmetic(seed=seed)
+        corpus = []
+        for inst in task.instances(3000, "train"):
+            rows = inst.rows()
+            corpus += [inst.problem.question, rows["nap"]["completion"], rows["longcot"]["completion"]]
+        tok = build_toy_tokenizer(corpus, specials=LLADA_SPECIALS)
+        write_tiny_llada(init, tokenizer=tok, seed=seed, **MODEL_SHAPE)
+    print(f"prepared {out} (data, tokenizer, untrained model in {init})")
+
+
+class ToyEvalCallback:
+    """Every `every` steps (and at the end), decode `n` held-out problems and append accuracy and
+    Global-ARness@1 to `<output_dir>/learning_curve.jsonl`."""
+
+    def __new__(cls, *args, **kwargs):
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def __init__(self, tokenizer, problems, decoding, every, path):
+                self.tokenizer, self.problems, self.decoding = tokenizer, problems, decoding
+                self.every, self.path = every, Path(path)
+
+            def _run(self, state, model):
+                import torch
+
+                from nap_hf.evaluation.toy import evaluate_toy
+
+                done = set()
+                if self.path.exists():
+                    done = {json.loads(line)["step"] for line in self.path.read_text().splitlines() if line.strip()}
+                if state.global_step in done:
+                    return
+                was_training = model.training
+                model.eval()
+                t0 = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+                    res = evaluate_toy(model, self.tokenizer, self.problems, self.decoding)
+                model.train(was_training)
+                row = {
+                    "step": state.global_step,
+                    "decoding": res.decoding,
+                    "n": res.n,
+                    "accuracy": res.accuracy,
+                    "global_arness@1": res.global_arness,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+                print(json.dumps(row), flush=True)
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if args.process_index == 0 and self.every and state.global_step % self.every == 0:
+                    self._run(state, model)
+
+            def on_train_end(self, args, state, control, model=None, **kwargs):
+                if args.process_index == 0:
+                    self._run(state, model)
+
+        return _Callback(*args, **kwargs)
+
+
+def train(argv: list[str]) -> None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--eval_every", type=int, default=500)
+    extra.add_argument("--eval_problems", type=int, default=50)
+    extra.add_argument("--eval_strategy_name", default=None, help="decoding checked during training")
+    known, rest = extra.parse_known_args(argv)
+    sft = _sft_module()
+    script_args, training_args, model_args = sft.make_parser().parse_args_and_config(rest)
+
+    import torch
+
+    from nap_hf.data.toy_arithmetic import ToyArithmetic
+    from nap_hf.evaluation.toy import ToyDecoding
+
+    if training_args.use_cpu and os.environ.get("NAP_TINY_THREADS"):
+        torch.set_num_threads(int(os.environ["NAP_TINY_THREADS"]))
+    out = Path(training_args.output_dir)
+    if training_args.resume_from_checkpoint is None and out.is_dir():
+        last = get_last_checkpoint(str(out))
+        if last is not None:
+            print(f"resuming from {last}")
+            training_args.resume_from_checkpoint = last
+    layout = "longcot" if "longcot" in str(script_args.dataset_name) else "nap"
+    strategy = known.eval_strategy_name or ("parallel_forced" if layout == "nap" else "confidence")
+    problems = [ToyArithmetic(seed=training_args.seed).problem(i, "test") for i in range(known.eval_problems)]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    callback = ToyEvalCallback(
+        tokenizer, problems, ToyDecoding(strategy=strategy, layout=layout), known.eval_every, out / "learning_curve.jsonl"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    sft.main(script_args, training_args, model_args, callbacks=[callback])
+
+
+def export(run: str, to: str, kind: str) -> None:
+    """Copy the trained model of `run` to `to` with generation defaults for `kind` (parallel_forced for NAP)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    import nap_hf  # noqa: F401
+    from nap_hf.data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH
+    from nap_hf.generation import DiffusionGenerationConfig
+
+    model = AutoModel.from_pretrained(run)
+    tok = AutoTokenizer.from_pretrained(run)
+    if kind == "nap":
+        gen = DiffusionGenerationConfig(
+            strategy="parallel_forced",
+            m=3,
+            path_length=TOY_PATH_LENGTH,
+            summary_length=TOY_SUMMARY_LENGTH,
+            steps=3 * TOY_PATH_LENGTH + TOY_SUMMARY_LENGTH,
+            mask_token_id=model.config.mask_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    else:
+        from nap_hf.evaluation.toy import LONGCOT_GEN_LENGTH
+
+        gen = DiffusionGenerationConfig(
+            strategy="confidence",
+            gen_length=LONGCOT_GEN_LENGTH,
+            steps=LONGCOT_GEN_LENGTH,
+            mask_token_id=model.config.mask_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    model.generation_config = gen
+    tmp = Path(to).with_name(Path(to).name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    for name in ("learning_curve.jsonl",):
+        if (Path(run) / name).exists():
+            shutil.copy(Path(run) / name, tmp / name)
+    if Path(to).exists():
+        shutil.rmtree(to)
+    os.replace(tmp, to)
+    print(f"exported {run} -> {to}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in {"prepare", "train", "export"}:
+        sys.exit("usage: nap_tiny.py {prepare,train,export} ...  (see the docstring at the top of this file)")
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "train":
+        return train(rest)
+    parser = argparse.ArgumentParser(prog=f"nap_tiny.py {cmd}")
+    if cmd == "prepare":
+        parser.add_argument("--out_dir", default="outputs/nap-tiny")
+        parser.add_argument("--n_train", type=int, default=200_000)
+        parser.add_argument("--n_test", type=int, default=200)
+        parser.add_argument("--seed", type=int, default=0)
+        a = parser.parse_args(rest)
+        prepare(a.out_dir, a.n_train, a.n_test, a.seed)
+    else:
+        parser.add_argument("--run", required=True)
+        parser.add_argument("--to", required=True)
+        parser.add_argument("--kind", choices=["nap", "longcot"], required=True)
+        a = parser.parse_args(rest)
+        export(a.run, a.to, a.kind)
+
+
+if __name__ == "__main__":
+    main()
