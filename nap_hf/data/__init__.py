@@ -75,3 +75,25 @@ __all__ += [
     "TeacherRequestError",
     "TransformersTeacher",
 ]
+
+# The NAP data builder: P teacher traces per question, a summary conditioned on the gold answer, written as NAP
+# and Long-CoT rows from the same traces; resumable shard by shard.
+from .builder import (  # noqa: E402
+    DROP_REASONS,
+    SUMMARY_PROMPT,
+    SettingsMismatchError,
+    build_parallel_dataset,
+    load_records,
+    path_seed,
+    read_build_stats,
+)
+
+__all__ += [
+    "DROP_REASONS",
+    "SUMMARY_PROMPT",
+    "SettingsMismatchError",
+    "build_parallel_dataset",
+    "load_records",
+    "path_seed",
+    "read_build_stats",
+]

@@ -1,0 +1,121 @@
+"""nap-tiny's recipe end to end on a shrunken run: prepare -> train (with the held-out accuracy callback) ->
+resume -> export, and the toy evaluation's step budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "NAP_TINY_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def _run(args: list[str], timeout: int = 240) -> str:
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "recipes" / "nap_tiny.py"), *args],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("nap-tiny")
+    _run(["prepare", "--out_dir", str(out), "--n_train", "96", "--n_test", "20"])
+    return out
+
+
+def _train(prepared: Path, run: Path, kind: str, max_steps: int) -> str:
+    return _run(
+        [
+            "train",
+            "--config",
+            str(REPO / "recipes" / "configs" / f"tiny_{kind}_cpu.yaml"),
+            "--model_name_or_path",
+            str(prepared / "init"),
+            "--dataset_name",
+            str(prepared / f"{kind}-train.jsonl"),
+            "--output_dir",
+            str(run),
+            "--max_steps",
+            str(max_steps),
+            "--per_device_train_batch_size",
+            "8",
+            "--save_steps",
+            "2",
+            "--bf16",
+            "false",
+            "--eval_every",
+            "2",
+            "--eval_problems",
+            "3",
+        ]
+    )
+
+
+def test_prepare_writes_held_out_data_and_a_2m_model(prepared):
+    stats = json.loads((prepared / "stats.json").read_text())
+    assert stats["train"]["instances"] == 96 and stats["test"]["instances"] == 20
+    test_q = {json.loads(line)["question"] for line in (prepared / "test.jsonl").read_text().splitlines()}
+    train_rows = [json.loads(line) for line in (prepared / "nap-train.jsonl").read_text().splitlines()]
+    assert not test_q & {r["prompt"][0]["content"] for r in train_rows}
+    import nap_hf  # noqa: F401
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(prepared / "init")
+    assert 1.5e6 < sum(p.numel() for p in model.parameters()) < 3e6
+
+
+def test_train_resume_and_export(prepared, tmp_path):
+    run = tmp_path / "run"
+    _train(prepared, run, "nap", 2)
+    curve = [json.loads(line) for line in (run / "learning_curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [2]  # the end-of-training check is not repeated at the same step
+    assert curve[0]["decoding"] == "nap/parallel_forced k=1" and 0.0 <= curve[0]["accuracy"] <= 1.0
+    out = _train(prepared, run, "nap", 4)  # a longer run in the same directory resumes from checkpoint-2
+    assert "resuming from" in out and "checkpoint-2" in out
+    assert [json.loads(x)["step"] for x in (run / "learning_curve.jsonl").read_text().splitlines()] == [2, 4]
+
+    dest = tmp_path / "exported"
+    _run(["export", "--run", str(run), "--to", str(dest), "--kind", "nap"])
+    import nap_hf  # noqa: F401
+    from transformers import AutoModel, AutoTokenizer
+
+    from nap_hf.data.toy_arithmetic import ToyArithmetic
+    from nap_hf.evaluation.toy import ToyDecoding, evaluate_toy
+
+    model = AutoModel.from_pretrained(dest).eval()
+    tok = AutoTokenizer.from_pretrained(dest)
+    assert model.generation_config.strategy == "parallel_forced" and model.generation_config.m == 3
+    problems = [ToyArithmetic(seed=0).problem(i, "test") for i in range(2)]
+    torch.manual_seed(0)
+    for k, nfe in [(1, 108), (4, 27)]:  # 3 x 32 + 12 slots; steps = slots / k
+        res = evaluate_toy(model, tok, problems, ToyDecoding(tokens_per_step=k))
+        assert res.nfe == nfe and res.n == 2 and len(res.records[0]["paths"]) == 3
+    res = evaluate_toy(model, tok, problems, ToyDecoding(strategy="ar", layout="longcot", tokens_per_step=2))
+    assert res.nfe == 56 and res.global_arness == pytest.approx(1.0)

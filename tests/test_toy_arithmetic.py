@@ -1,0 +1,128 @@
+"""The nap-tiny toy task: correct arithmetic in the LSD-first format, one slip per noisy path, distinct methods,
+held-out test problems, NAP and Long-CoT variants of the same traces that fit the nap-tiny canvas."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nap_hf.data import parse_instance, parse_longcot, render_slot_aligned
+from nap_hf.data.format import build_layout
+from nap_hf.data.toy_arithmetic import (
+    TOY_PATH_LENGTH,
+    TOY_SUMMARY_LENGTH,
+    ToyArithmetic,
+    build_toy_tokenizer,
+    data_stats,
+    from_lsd,
+    majority_answer,
+    run_program,
+    solution_methods,
+    to_lsd,
+)
+
+EQ = re.compile(r"^(\d\d)([+-])(\d\d)=(\d\d)$")
+
+
+def _equations(path: str) -> list[tuple[int, str, int, int]]:
+    out = []
+    for line in path.split("\n"):
+        m = EQ.match(line)
+        assert m, f"not an equation: {line!r}"
+        out.append((from_lsd(m[1]), m[2], from_lsd(m[3]), from_lsd(m[4])))
+    return out
+
+
+def test_lsd_round_trip_and_range():
+    assert to_lsd(23) == "32" and to_lsd(7) == "70" and to_lsd(0) == "00"
+    assert all(from_lsd(to_lsd(v)) == v for v in range(100))
+    with pytest.raises(ValueError, match=r"\[0, 99\]"):
+        to_lsd(100)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), index=st.integers(0, 10**6))
+def test_paths_are_correct_arithmetic_except_one_slip(seed, index):
+    inst = ToyArithmetic(seed=seed, slip_rate=0.5).instance(index)
+    p = inst.problem
+    assert 2 <= len(p.events) <= 3 and 10 <= p.start <= 99 and all(10 <= abs(e) <= 99 for e in p.events)
+    assert str(p.start) in p.question
+    for path, slipped, answer in zip(inst.paths, inst.slipped, inst.path_answers, strict=True):
+        eqs = _equations(path)
+        wrong = [(a, op, b, c) for a, op, b, c in eqs if (a + b if op == "+" else a - b) != c]
+        assert len(wrong) == (1 if slipped else 0)
+        assert all(0 <= v <= 99 for eq in eqs for v in (eq[0], eq[2], eq[3]))
+        assert eqs[-1][3] == answer
+        if not slipped:
+            assert answer == p.answer
+    assert f"\\boxed{{{p.answer}}}" in inst.summary  # the summary is written from the gold answer
+
+
+def test_methods_are_distinct_and_reach_the_answer():
+    methods = solution_methods(50, (20, -30, 15))
+    eqs = [run_program(m) for m in methods]
+    assert len(set(eqs)) == len(eqs) >= 4  # 6 orders minus those out of range, plus grouped / net methods
+    assert all(e[-1][3] == 55 for e in eqs)
+    inst = ToyArithmetic(seed=0).instance(0)
+    assert len(set(inst.paths) | {None}) >= 2
+
+
+def test_deterministic_and_seed_dependent():
+    a, b = ToyArithmetic(seed=3), ToyArithmetic(seed=3)
+    assert [a.instance(i).rows() for i in range(5)] == [b.instance(i).rows() for i in range(5)]
+    assert [ToyArithmetic(seed=4).problem(i).question for i in range(5)] != [a.problem(i).question for i in range(5)]
+
+
+def test_held_out_test_problems_never_in_train():
+    task = ToyArithmetic(seed=0)
+    test = task.test_questions(200)
+    train = task.train_instances(3000, test_size=200)
+    assert not {inst.problem.question for inst in train} & test
+    assert len({inst.problem.id for inst in train}) == len(train)
+
+
+def test_nap_and_longcot_rows_share_traces():
+    for inst in ToyArithmetic(seed=1).instances(20):
+        rows = inst.rows()
+        nap, cot = parse_instance(rows["nap"]["completion"]), parse_longcot(rows["longcot"]["completion"])
+        assert nap.paths == inst.paths
+        assert nap.answer == cot.answer == str(inst.problem.answer)
+        assert rows["nap"]["prompt"] == rows["longcot"]["prompt"] == [{"role": "user", "content": inst.problem.question}]
+        assert rows["nap"]["path_correct"] == [a == inst.problem.answer for a in inst.path_answers]
+
+
+def test_every_instance_fits_the_nap_tiny_canvas():
+    from transformers import PreTrainedTokenizerFast
+
+    from nap_hf.testing import LLADA_SPECIALS
+
+    task = ToyArithmetic(seed=0)
+    insts = task.instances(400)
+    corpus = [t for inst in insts[:300] for t in (inst.problem.question, inst.rows()["nap"]["completion"])]
+    tok = PreTrainedTokenizerFast(tokenizer_object=build_toy_tokenizer(corpus, specials=LLADA_SPECIALS))
+    layout = build_layout(tok, 3, TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    for inst in insts:
+        assert render_slot_aligned(tok, inst.paths, inst.summary, layout, filler_id=eos) is not None
+    ids = tok("12+34=56", add_special_tokens=False)["input_ids"]
+    assert [tok.decode([i]) for i in ids[:2]] == ["1", "2"]  # every digit is its own token
+    assert len(tok("<think 2>", add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_data_stats_and_majority():
+    assert majority_answer([3, 5, 5]) == 5 and majority_answer([1, 2, 3]) == 1
+    stats = data_stats(ToyArithmetic(seed=0, slip_rate=0.12).instances(1000))
+    assert 0.09 < stats["slip_rate"] < 0.15
+    assert stats["majority_vote_ceiling"] > 0.9 and stats["any_path_correct"] >= stats["majority_vote_ceiling"]
+    clean = data_stats(ToyArithmetic(seed=0, slip_rate=0.0).instances(100))
+    assert clean["paths_correct"] == clean["majority_vote_ceiling"] == 1.0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="slip_rate"):
+        ToyArithmetic(slip_rate=1.5)
+    with pytest.raises(ValueError, match="max_ops"):
+        ToyArithmetic(max_ops=4)
