@@ -82,7 +82,11 @@ class ToyEvalCallback:
 
                 done = set()
                 if self.path.exists():
-                    done = {json.loads(line)["step"] for line in self.path.read_text().splitlines() if line.strip()}
+                    done = {
+                        json.loads(line)["step"]
+                        for line in self.path.read_text().splitlines()
+                        if line.strip()
+                    }
                 if state.global_step in done:
                     return
                 was_training = model.training
@@ -145,7 +149,11 @@ def train(argv: list[str]) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     callback = ToyEvalCallback(
-        tokenizer, problems, ToyDecoding(strategy=strategy, layout=layout), known.eval_every, out / "learning_curve.jsonl"
+        tokenizer,
+        problems,
+        ToyDecoding(strategy=strategy, layout=layout),
+        known.eval_every,
+        out / "learning_curve.jsonl",
     )
     out.mkdir(parents=True, exist_ok=True)
     sft.main(script_args, training_args, model_args, callbacks=[callback])

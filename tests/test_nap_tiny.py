@@ -84,8 +84,9 @@ def test_prepare_writes_held_out_data_and_a_2m_model(prepared):
     test_q = {json.loads(line)["question"] for line in (prepared / "test.jsonl").read_text().splitlines()}
     train_rows = [json.loads(line) for line in (prepared / "nap-train.jsonl").read_text().splitlines()]
     assert not test_q & {r["prompt"][0]["content"] for r in train_rows}
-    import nap_hf  # noqa: F401
     from transformers import AutoModel
+
+    import nap_hf  # noqa: F401
 
     model = AutoModel.from_pretrained(prepared / "init")
     assert 1.5e6 < sum(p.numel() for p in model.parameters()) < 3e6
@@ -103,9 +104,9 @@ def test_train_resume_and_export(prepared, tmp_path):
 
     dest = tmp_path / "exported"
     _run(["export", "--run", str(run), "--to", str(dest), "--kind", "nap"])
-    import nap_hf  # noqa: F401
     from transformers import AutoModel, AutoTokenizer
 
+    import nap_hf  # noqa: F401
     from nap_hf.data.toy_arithmetic import ToyArithmetic
     from nap_hf.evaluation.toy import ToyDecoding, evaluate_toy
 

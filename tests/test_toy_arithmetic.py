@@ -73,7 +73,9 @@ def test_methods_are_distinct_and_reach_the_answer():
 def test_deterministic_and_seed_dependent():
     a, b = ToyArithmetic(seed=3), ToyArithmetic(seed=3)
     assert [a.instance(i).rows() for i in range(5)] == [b.instance(i).rows() for i in range(5)]
-    assert [ToyArithmetic(seed=4).problem(i).question for i in range(5)] != [a.problem(i).question for i in range(5)]
+    assert [ToyArithmetic(seed=4).problem(i).question for i in range(5)] != [
+        a.problem(i).question for i in range(5)
+    ]
 
 
 def test_held_out_test_problems_never_in_train():
@@ -90,7 +92,11 @@ def test_nap_and_longcot_rows_share_traces():
         nap, cot = parse_instance(rows["nap"]["completion"]), parse_longcot(rows["longcot"]["completion"])
         assert nap.paths == inst.paths
         assert nap.answer == cot.answer == str(inst.problem.answer)
-        assert rows["nap"]["prompt"] == rows["longcot"]["prompt"] == [{"role": "user", "content": inst.problem.question}]
+        assert (
+            rows["nap"]["prompt"]
+            == rows["longcot"]["prompt"]
+            == [{"role": "user", "content": inst.problem.question}]
+        )
         assert rows["nap"]["path_correct"] == [a == inst.problem.answer for a in inst.path_answers]
 
 
@@ -116,7 +122,9 @@ def test_data_stats_and_majority():
     assert majority_answer([3, 5, 5]) == 5 and majority_answer([1, 2, 3]) == 1
     stats = data_stats(ToyArithmetic(seed=0, slip_rate=0.12).instances(1000))
     assert 0.09 < stats["slip_rate"] < 0.15
-    assert stats["majority_vote_ceiling"] > 0.9 and stats["any_path_correct"] >= stats["majority_vote_ceiling"]
+    assert (
+        stats["majority_vote_ceiling"] > 0.9 and stats["any_path_correct"] >= stats["majority_vote_ceiling"]
+    )
     clean = data_stats(ToyArithmetic(seed=0, slip_rate=0.0).instances(100))
     assert clean["paths_correct"] == clean["majority_vote_ceiling"] == 1.0
 

@@ -82,7 +82,22 @@ def toy_summary(answer: int | str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- wording
-_NAMES = ["Ann", "Ben", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivy", "Jack", "Kim", "Leo", "Mia", "Noah"]
+_NAMES = [
+    "Ann",
+    "Ben",
+    "Cleo",
+    "Dan",
+    "Eve",
+    "Finn",
+    "Gus",
+    "Hana",
+    "Ivy",
+    "Jack",
+    "Kim",
+    "Leo",
+    "Mia",
+    "Noah",
+]
 _PRONOUN = {
     "Ann": "She", "Cleo": "She", "Eve": "She", "Hana": "She", "Ivy": "She", "Kim": "She", "Mia": "She",
     "Ben": "He", "Dan": "He", "Finn": "He", "Gus": "He", "Jack": "He", "Leo": "He", "Noah": "He",
@@ -131,7 +146,10 @@ _TEMPLATES = [
         start=("{name} has {a} dollars.", "{name} saved {a} dollars."),
         gain=("{pron} earns {x} dollars.", "{pron} is given {x} dollars."),
         loss=("{pron} spends {x} dollars.", "{pron} pays {x} dollars for lunch."),
-        question=("How many dollars does {name} have now?", "How much money does {name} have left, in dollars?"),
+        question=(
+            "How many dollars does {name} have now?",
+            "How much money does {name} have left, in dollars?",
+        ),
     ),
     _Template(
         start=("{name} starts a game with {a} points.", "In a game, {name} has {a} points."),
@@ -358,9 +376,11 @@ class ToyArithmetic:
             sentence = rng.choice(tpl.gain if e > 0 else tpl.loss).format(x=abs(e), **fill)
             if k > 0 and rng.random() < 0.5:
                 then = rng.choice(_THEN)
-                sentence = f"{then} {sentence[0].lower()}{sentence[1:]}" if not sentence.startswith(
-                    tuple(_NAMES)
-                ) else f"{then} {sentence}"
+                sentence = (
+                    f"{then} {sentence[0].lower()}{sentence[1:]}"
+                    if not sentence.startswith(tuple(_NAMES))
+                    else f"{then} {sentence}"
+                )
             sentences.append(sentence)
         sentences.append(rng.choice(tpl.question).format(**fill))
         return ToyProblem(id=f"toy:{split}:{index}", question=" ".join(sentences), start=start, events=events)
@@ -469,7 +489,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n_test", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(json.dumps(write_toy_data(args.out_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed), indent=2))
+    print(
+        json.dumps(
+            write_toy_data(args.out_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed), indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ class ToyDecoding:
             gen_length = build_layout(tokenizer, 3, TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH).length
         else:
             gen_length = LONGCOT_GEN_LENGTH
-        kwargs = dict(strategy=self.strategy, gen_length=gen_length, steps=max(1, gen_length // self.tokens_per_step))
+        kwargs = dict(
+            strategy=self.strategy, gen_length=gen_length, steps=max(1, gen_length // self.tokens_per_step)
+        )
         if self.strategy == "random":
             kwargs["seed"] = 0
         return kwargs
@@ -79,7 +81,9 @@ def toy_prompts(tokenizer: Any, problems: Sequence[ToyProblem]) -> dict[str, tor
     """Left-padded chat-template prompts (the question only, as in training)."""
     tokenizer.padding_side = "left"
     texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p.question}], tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p.question}], tokenize=False, add_generation_prompt=True
+        )
         for p in problems
     ]
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
