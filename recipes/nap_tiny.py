@@ -13,8 +13,10 @@ python recipes/nap_tiny.py train --config recipes/configs/tiny_nap_cpu.yaml
 python recipes/nap_tiny.py train --config recipes/configs/tiny_longcot_cpu.yaml
 
 # 3. copy the final weights into the repository with the parallel-forced generation defaults and a card
-python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run --to models/nap-tiny --kind nap
-python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run --to models/nap-tiny-longcot --kind longcot
+python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run --to models/nap-tiny --kind nap \
+    --config recipes/configs/tiny_nap_cpu.yaml --results benchmarks/results/toy_replication
+python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run --to models/nap-tiny-longcot --kind longcot \
+    --config recipes/configs/tiny_longcot_cpu.yaml --results benchmarks/results/toy_replication
 ```
 `train` takes every flag of `recipes/sft.py` (the YAML holds them) plus `--eval_every` and `--eval_problems`.
 """
@@ -159,8 +161,94 @@ def train(argv: list[str]) -> None:
     sft.main(script_args, training_args, model_args, callbacks=[callback])
 
 
-def export(run: str, to: str, kind: str) -> None:
-    """Copy the trained model of `run` to `to` with generation defaults for `kind` (parallel_forced for NAP)."""
+def _card(model, kind: str, run: Path, config: str | None, results: str | None) -> str:
+    """The model card: provenance (this recipe, the toy task, the training config) and the evaluation table
+    (the learning curve's last check, plus the toy replication's rows for this model when given)."""
+    import yaml
+
+    from nap_hf.hub import decoding_settings, render_model_card
+
+    hyper = {}
+    if config:
+        cfg = yaml.safe_load(Path(config).read_text())
+        keys = (
+            "per_device_train_batch_size",
+            "max_steps",
+            "learning_rate",
+            "lr_scheduler_type",
+            "warmup_steps",
+            "weight_decay",
+            "adam_beta2",
+            "bf16",
+            "seed",
+            "max_length",
+        )
+        hyper = {k: cfg[k] for k in keys if k in cfg}
+        objective = {
+            k: cfg[k]
+            for k in (
+                "loss_weight",
+                "loss_normalization",
+                "slot_aligned",
+                "nap_m",
+                "path_length",
+                "summary_length",
+            )
+            if k in cfg
+        }
+    else:
+        objective = {}
+    evals: list[dict] = []
+    curve = run / "learning_curve.jsonl"
+    if curve.exists():
+        last = [json.loads(x) for x in curve.read_text().splitlines() if x.strip()][-1]
+        evals.append(
+            {
+                "benchmark": f"toy arithmetic, {last['n']} held-out problems (step {last['step']})",
+                "setting": last["decoding"],
+                "accuracy": f"{100 * last['accuracy']:.1f}",
+                "Global-ARness@1": f"{last['global_arness@1']:.3f}",
+            }
+        )
+    if results and Path(results).is_dir():
+        for f in sorted(Path(results).glob(f"{kind}-*-n*.json")):
+            r = json.loads(f.read_text())
+            evals.append(
+                {
+                    "benchmark": f"toy arithmetic, {r['n']} held-out problems",
+                    "setting": r["decoding"],
+                    "accuracy": f"{100 * r['accuracy']:.1f}",
+                    "Global-ARness@1": f"{r['global_arness']:.3f}",
+                }
+            )
+    name = "nap-tiny" if kind == "nap" else "nap-tiny-longcot"
+    card = render_model_card(
+        model_name=name,
+        repo_id=f"models/{name}",
+        model_type="llada",
+        decoding=decoding_settings(model),
+        objective=objective,
+        hyperparameters=hyper,
+        eval_results=evals or None,
+        tags=["toy", "nap-tiny"],
+        license="apache-2.0",
+    )
+    data = "NAP variant (m = 3 paths + summary, slot-aligned)" if kind == "nap" else "Long-CoT variant"
+    card = card.replace("A fine-tuned version of a local base checkpoint, trained", "A model trained from scratch")
+    card = card.replace("Base model: a local base checkpoint", "Base model: none (random initialisation)")
+    return card + (
+        "\n## Provenance\n\nTrained from scratch on a 2-core CPU by this repository's recipe "
+        f"(`python recipes/nap_tiny.py train --config {config}`), from the untrained ~2.2M-parameter "
+        "LLaDA-architecture model and byte-level BPE written by `python recipes/nap_tiny.py prepare`, on the "
+        f"{data} of the toy arithmetic task (`nap_hf.data.toy_arithmetic`, seed 0, 200,000 instances). The task, "
+        "its number format (two digits, least-significant first) and the evaluation are described in the "
+        "repository README (nap-tiny section). It is a toy: it only knows this task.\n"
+    )
+
+
+def export(run: str, to: str, kind: str, config: str | None = None, results: str | None = None) -> None:
+    """Copy the trained model of `run` to `to` with generation defaults for `kind` (parallel_forced for NAP)
+    and a model card."""
     from transformers import AutoModel, AutoTokenizer
 
     import nap_hf  # noqa: F401
@@ -199,6 +287,9 @@ def export(run: str, to: str, kind: str) -> None:
     for name in ("learning_curve.jsonl",):
         if (Path(run) / name).exists():
             shutil.copy(Path(run) / name, tmp / name)
+    from nap_hf.io import write_text_atomic
+
+    write_text_atomic(tmp / "README.md", _card(model, kind, Path(run), config, results))
     if Path(to).exists():
         shutil.rmtree(to)
     os.replace(tmp, to)
@@ -224,8 +315,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--run", required=True)
         parser.add_argument("--to", required=True)
         parser.add_argument("--kind", choices=["nap", "longcot"], required=True)
+        parser.add_argument("--config", default=None, help="the training YAML (for the card)")
+        parser.add_argument(
+            "--results", default=None, help="benchmarks/results/toy_replication (for the card)"
+        )
         a = parser.parse_args(rest)
-        export(a.run, a.to, a.kind)
+        export(a.run, a.to, a.kind, a.config, a.results)
 
 
 if __name__ == "__main__":
