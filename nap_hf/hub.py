@@ -358,12 +358,37 @@ def render_model_card(
     )
 
 
+def _dataset_configs(configs: Sequence[str | Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The `configs:` YAML of a dataset card: a config name means the files `data/<name>/train-*` as its `train`
+    split (the layout :func:`nap_hf.data.builder.write_hub_folder` writes); a mapping is taken as written."""
+    out: list[dict[str, Any]] = []
+    for k, config in enumerate(configs or []):
+        if isinstance(config, Mapping):
+            out.append(dict(config))
+            continue
+        entry: dict[str, Any] = {
+            "config_name": str(config),
+            "data_files": [{"split": "train", "path": f"data/{config}/train-*"}],
+        }
+        if k == 0:
+            entry["default"] = True
+        out.append(entry)
+    return out
+
+
 def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike | None = None) -> str:
-    """Render `model_cards/dataset_card.md` for a NAP data build. Keys (all optional but `name`):
-    `name`, `description`, `sources` ({source: n questions}), `teacher`, `P` (paths per question),
-    `temperature`, `max_new_tokens`, `summary_template`, `prompt_format`, `counts` ({"questions": ..., "instances":
-    ..., "dropped": ...}), `correctness` ({"paths correct": ..., "instances with all paths correct": ...}),
-    `decontamination` (text), `license`, `license_text`, `tags`, `size_category`, `seed`."""
+    """Render `model_cards/dataset_card.md` for a NAP data build. Keys (all optional):
+    `name`, `description`, `repo_id` (used in the loading snippet), `sources` ({source: n questions}),
+    `source_details` ({field: value} of the source: location, split, rows read...), `teacher`,
+    `teacher_details` ({setting: value}), `P` (paths per question), `temperature`, `max_new_tokens`,
+    `summary_template`, `prompt_format`, `seed`, `counts` ({"questions": ..., "instances": ..., "dropped": ...}),
+    `correctness` ({"paths correct": ..., "instances with all paths correct": ...}), `filters` ({filter:
+    setting}), `decontamination` (text), `license`, `license_text`, `tags`, `size_category`, `language`,
+    `configs` (config names, each `data/<name>/train-*` as its `train` split, the first the default; or
+    `configs:` entries as mappings) and `columns` ({column: meaning}).
+
+    The YAML front matter carries `configs:` so that `datasets.load_dataset(repo_or_folder, "nap")` finds the
+    files of each configuration."""
     info = dict(info)
     name = info.get("name") or "NAP parallel reasoning data"
     license_id = info.get("license")
@@ -376,6 +401,7 @@ def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike
         "prompt format": info.get("prompt_format"),
         "seed": info.get("seed"),
     }
+    configs = _dataset_configs(info.get("configs"))
     front = _front_matter(
         {
             "license": license_id,
@@ -384,6 +410,7 @@ def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike
             "size_categories": info.get("size_category"),
             "tags": _unique(["nap-hf", "parallel-reasoning", "math", *_as_list(info.get("tags"))]),
             "pretty_name": name,
+            "configs": configs,
         }
     )
     return _render(
@@ -394,11 +421,19 @@ def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike
         description=info.get("description")
         or "Parallel-structured reasoning data for NAP (Non-Autoregressive Parallel DLMs) fine-tuning of "
         "masked-diffusion language models.",
+        repo_id=info.get("repo_id") or "<user>/<dataset>",
         P=info.get("P", "P"),
         construction=[(k, _fmt(v)) for k, v in construction.items() if v is not None],
+        teacher_details=[
+            (k, _fmt(v)) for k, v in (info.get("teacher_details") or {}).items() if v is not None
+        ],
         sources=[(str(k), _fmt(v)) for k, v in (info.get("sources") or {}).items()],
+        source_details=_pairs(info.get("source_details")),
         counts=_pairs(info.get("counts")),
-        correctness=_pairs(info.get("correctness")),
+        correctness=[(k, v) for k, v in _pairs(info.get("correctness")) if v != "none"],
+        filters=_pairs(info.get("filters")),
+        config_names=[c["config_name"] for c in configs if "config_name" in c],
+        columns=_pairs(info.get("columns")),
         decontamination=info.get("decontamination"),
         license_text=info.get("license_text")
         or (f"`{license_id}`; the source datasets' licences also apply." if license_id else "Not specified."),

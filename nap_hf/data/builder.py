@@ -1,0 +1,1164 @@
+"""The NAP data builder (SPEC §6): P independent teacher traces per question, a summary conditioned on the
+gold answer, written as NAP instances AND as the Long-CoT baseline from the SAME traces; resumable after a
+crash at any moment.
+
+    from nap_hf.data import build_parallel_dataset, load_source
+    from nap_hf.data.teachers import OpenAICompatibleTeacher
+
+    problems = load_source("gsm8k", split="train")
+    teacher = OpenAICompatibleTeacher("Qwen/Qwen2.5-7B-Instruct", "http://localhost:8000/v1", temperature=1.0)
+    data = build_parallel_dataset(problems, teacher, "data/nap-gsm8k", num_paths=3)
+    data["nap"], data["longcot"]            # the same questions, the same traces, two renderings
+
+Decided here:
+
+* **Output layout.** ``<output_dir>/dataset`` is a ``save_to_disk`` :class:`datasets.DatasetDict` with two
+  SPLITS, ``nap`` and ``longcot`` (train with ``--dataset_name <output_dir>/dataset --dataset_train_split
+  nap``); ``<output_dir>/nap.jsonl`` and ``<output_dir>/longcot.jsonl`` hold the same rows as JSON lines
+  (``--dataset_name <output_dir>/nap.jsonl``); the Hub folder (:func:`write_hub_folder`) has two CONFIGS,
+  ``nap`` and ``longcot``, each with a ``train`` split (``load_dataset(repo, "nap")``, ``--dataset_config
+  nap``). ``<output_dir>/stats.json`` holds the counts and the correctness statistics.
+* **Rows.** Every row is in both forms :class:`~nap_hf.DiffusionSFTTrainer` takes, built from one prompt:
+  conversational ``prompt`` (``[{"role": "user", "content": question}]``, the chat template is applied at
+  training time with the generation prompt, as in evaluation) and ``completion`` (``[{"role": "assistant",
+  ...}]``), and ``messages`` (prompt + completion), plus metadata (:data:`COLUMNS`).
+* **Prompts.** The teacher sees ``teacher_prompt_template`` (default: the question, no extra instruction,
+  SPEC §6) as one user message; the training rows carry ``prompt_template`` (default: the question), the
+  prompt the NAP-trained model is evaluated with.
+* **Seeds.** Path j (0-based) of problem ``id`` is sampled with :func:`path_seed` ``(seed, id, j)``, a
+  SHA-256 of the three, so a rerun (or a resumed run) asks the teacher the very same requests.
+* **Generation vs. filtering.** The work directory stores EVERY generated record (traces, teacher token
+  counts, finish reasons, parsed answers, correctness, summary). Filters (``require_correct_path``,
+  ``drop_truncated``, ``require_fit``) and the row prompt are applied when the dataset is assembled, so
+  changing them (or the tokenizer) re-assembles without asking the teacher anything. Only the generation
+  settings (:func:`generation_settings`) are fingerprinted.
+* **Work directory** (``<output_dir>/work`` unless ``work_dir`` is given): ``shards/shard-000042.jsonl``
+  (a header line, then one complete record per problem; written atomically with fsync) and
+  ``manifest.json`` (atomic, fsync: the settings, their fingerprint, the finished shards with their ids).
+  A shard written but not yet listed (a kill between the two writes) is adopted when its header carries the
+  same fingerprint; temporary files of a killed write are removed. One builder at a time per work directory
+  (an ``flock`` on ``work/.lock``).
+* **Drops** (each instance counted under its FIRST failing reason, in this order): ``empty_path`` (a blank
+  trace), ``truncated_path`` (finish reason ``"length"``, with ``drop_truncated``), ``format_tags`` (a trace
+  or summary that holds a tag of the format, so the instance would not read back as written),
+  ``no_correct_path`` (with ``require_correct_path``), ``does_not_fit`` (with ``require_fit``: the trainer's
+  own slot-aligned rule, :func:`~nap_hf.data.format.render_slot_aligned` of the parsed instance).
+* **Teacher summaries** (``summary="teacher"``): the teacher gets :data:`SUMMARY_PROMPT` (question, the P
+  attempts, the gold answer); a summary whose last ``\\boxed{}`` is not the gold answer gets the template
+  sentence appended (``summary_source="teacher+template"``), an empty one or one holding a format tag is
+  replaced by the template (``"template_fallback"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+from ..io import atomic_path, write_text_atomic
+from .format import (
+    DEFAULT_FORMAT,
+    SUMMARY_TEMPLATE,
+    NAPFormat,
+    build_layout,
+    encode_segment,
+    parse_instance,
+    parse_longcot,
+    render_instance,
+    render_longcot,
+    render_slot_aligned,
+    render_summary,
+)
+from .format import extract_answer as _boxed_answer
+
+__all__ = [
+    "SUMMARY_PROMPT",
+    "DROP_REASONS",
+    "COLUMNS",
+    "SettingsMismatchError",
+    "build_parallel_dataset",
+    "generation_settings",
+    "path_seed",
+    "teacher_messages",
+    "read_build_stats",
+    "load_records",
+    "dataset_card_info",
+    "write_hub_folder",
+    "push_dataset_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_PROMPT = (
+    "Here is a problem, {num_paths} independent attempts at solving it, and its correct final answer.\n\n"
+    "Problem:\n{question}\n\n{attempts}\n\nCorrect final answer: {answer}\n\n"
+    "Write a short summary (at most three sentences) that compares the attempts and says which of them reach "
+    "the correct answer. End the summary with exactly: The final answer is \\boxed{{{answer}}}."
+)
+"""The prompt of a teacher-written summary (``summary="teacher"``): ``{num_paths}``, ``{question}``,
+``{attempts}`` (``"Attempt 1:\\n{path}"`` blocks separated by blank lines) and ``{answer}`` (the gold answer)."""
+
+DROP_REASONS: tuple[str, ...] = (
+    "empty_path",
+    "truncated_path",
+    "format_tags",
+    "no_correct_path",
+    "does_not_fit",
+)
+"""Why an instance is left out, in the order the checks run (an instance counts under its first reason)."""
+
+COLUMNS: dict[str, str] = {
+    "prompt": "conversational prompt: [{'role': 'user', 'content': question}] (a system message first if set)",
+    "completion": "[{'role': 'assistant', 'content': the NAP instance or the Long-CoT text}]",
+    "messages": "prompt + completion (the conversational form)",
+    "id": "problem id (from the source)",
+    "source": "source dataset of the problem",
+    "question": "the question text",
+    "gold_answer": "the reference answer",
+    "summary": "the summary (conditioned on the gold answer)",
+    "summary_source": "'template', 'teacher', 'teacher+template' or 'template_fallback'",
+    "path_answers": "the final answer parsed from each trace (null when none)",
+    "path_correct": "whether each trace's answer matches the gold answer",
+    "num_correct": "number of correct traces",
+    "path_finish_reasons": "the teacher's finish reason of each trace ('stop', 'length', ...)",
+    "path_num_tokens": "the teacher's token count of each trace (null when the teacher does not say)",
+    "path_tokenizer_tokens": "tokens of each trace's slot content (trace + closing tag) in the `tokenizer` "
+    "given to the builder (null without one)",
+    "path_seeds": "the sampling seed of each trace",
+}
+"""The columns of both splits, with their meaning (also written into the dataset card)."""
+
+_MANIFEST_FORMAT = "nap-hf/build-manifest"
+_VERSION = 1
+_SHARD_RE = re.compile(r"^shard-(\d{6})\.jsonl$")
+# describe() keys that do not change what the teacher writes (connection, speed, retries)
+_OPERATIONAL_KEYS = frozenset(
+    {
+        "base_url",
+        "max_concurrency",
+        "concurrency",
+        "timeout",
+        "max_retries",
+        "retries",
+        "batch_size",
+        "device",
+        "device_map",
+        "api_key",
+        "backoff",
+        "initial_backoff",
+        "max_backoff",
+        "client",
+        "headers",
+        "organization",
+        "authenticated",
+    }
+)
+
+
+class SettingsMismatchError(ValueError):
+    """The work directory was started with other generation settings."""
+
+
+# ------------------------------------------------------------------------------------------ small pieces
+def path_seed(seed: int, problem_id: str, index: int | str) -> int:
+    """The sampling seed of trace ``index`` (or ``"summary"``) of problem ``problem_id``: the first 31 bits of
+    SHA-256(``seed``, ``problem_id``, ``index``), stable across runs, processes and Python versions (unlike
+    ``hash()``)."""
+    digest = hashlib.sha256(f"{int(seed)}\x1f{problem_id}\x1f{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _fill(template: str, question: str, name: str) -> str:
+    if not isinstance(template, str) or "{question}" not in template:
+        raise ValueError(f"`{name}` must be a string containing '{{question}}', got {template!r}.")
+    return template.replace("{question}", question)
+
+
+def teacher_messages(
+    question: str, template: str = "{question}", system_prompt: str | None = None
+) -> list[dict[str, str]]:
+    """The chat messages of one request: an optional system message, then one user message with ``template``'s
+    ``{question}`` replaced by the question (other braces in the template are kept as written)."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": _fill(template, question, "template")})
+    return messages
+
+
+def _answer_task(problem_source: str, answer_task: str | None) -> str:
+    """``gsm8k`` or ``math500`` (the answer checkers of :mod:`nap_hf.evaluation.answers`)."""
+    from ..evaluation.answers import canonical_task
+
+    if answer_task is not None:
+        kind = canonical_task(answer_task)
+        if kind == "gpqa":
+            raise ValueError("`answer_task` must be 'gsm8k' or 'math' (GPQA questions are not NAP sources).")
+        return kind
+    return "gsm8k" if "gsm" in str(problem_source).lower() else "math500"
+
+
+def _teacher_identity(teacher: Any) -> dict[str, Any]:
+    """What decides the teacher's text: its ``describe()`` without connection / speed settings, plus its
+    temperature and token budget."""
+    try:
+        described = dict(teacher.describe()) if hasattr(teacher, "describe") else {}
+    except Exception as e:  # a describe() that fails must not hide the build
+        logger.warning("teacher.describe() failed (%s); fingerprinting its class only", e)
+        described = {}
+    out = {k: v for k, v in described.items() if k not in _OPERATIONAL_KEYS}
+    out.setdefault("class", type(teacher).__name__)
+    for attr in ("temperature", "max_new_tokens"):
+        if attr not in out and getattr(teacher, attr, None) is not None:
+            out[attr] = getattr(teacher, attr)
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+def generation_settings(
+    teacher: Any,
+    *,
+    num_paths: int,
+    seed: int,
+    summary: str,
+    teacher_prompt_template: str,
+    teacher_system_prompt: str | None,
+    answer_task: str | None,
+    fmt: NAPFormat = DEFAULT_FORMAT,
+) -> dict[str, Any]:
+    """The settings that decide what is generated (and fingerprinted): the teacher (minus connection settings),
+    P, the seed, the teacher prompt, the summary mode (and prompt) and the answer checker."""
+    return {
+        "version": _VERSION,
+        "teacher": _teacher_identity(teacher),
+        "num_paths": num_paths,
+        "seed": seed,
+        "teacher_prompt_template": teacher_prompt_template,
+        "teacher_system_prompt": teacher_system_prompt,
+        "summary": summary,
+        "summary_prompt": SUMMARY_PROMPT if summary == "teacher" else None,
+        "summary_template": SUMMARY_TEMPLATE,
+        "answer_task": answer_task or "auto",
+        "format": asdict(fmt),
+    }
+
+
+def _fingerprint(settings: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _diff_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _format_tags(fmt: NAPFormat, m: int) -> list[str]:
+    tags = [
+        fmt.header(None).strip(),
+        fmt.close(None).strip(),
+        fmt.longcot_open.strip(),
+        fmt.longcot_close.strip(),
+    ]
+    for j in range(1, m + 2):
+        tags += [fmt.header(j).strip(), fmt.close(j).strip()]
+    return tags
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ the work dir
+class _WorkDir:
+    """Append-only shards + an atomic manifest; one builder at a time (flock)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.shards = root / "shards"
+        self.manifest_path = root / "manifest.json"
+        self._lock_fd: int | None = None
+        self.manifest: dict[str, Any] = {}
+
+    # -- lock
+    def lock(self) -> None:
+        self.shards.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - no flock (Windows): one builder is the user's job
+            pass
+        except OSError as e:
+            os.close(fd)
+            raise RuntimeError(
+                f"another build is running in {self.root} (its lock is held); wait for it, or pass another "
+                "`output_dir` / `work_dir`."
+            ) from e
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- open
+    def open(self, settings: dict[str, Any], *, resume: bool, force_resume: bool) -> None:
+        """Start a new build, or continue the one in the work dir (same settings, or ``force_resume``)."""
+        fingerprint = _fingerprint(settings)
+        for tmp in list(self.root.glob(".manifest.json.*")) + list(self.shards.glob(".shard-*")):
+            tmp.unlink(missing_ok=True)  # a write killed before its rename
+        if self.manifest_path.exists() and not resume:
+            logger.warning("resume=False: discarding the previous work in %s", self.root)
+            shutil.rmtree(self.shards)
+            self.manifest_path.unlink()
+            self.shards.mkdir(parents=True)
+        changed = not self.manifest_path.exists()
+        if self.manifest_path.exists():
+            self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            if self.manifest.get("format") != _MANIFEST_FORMAT:
+                raise ValueError(
+                    f"{self.manifest_path} is not a nap-hf build manifest; pass another `output_dir`."
+                )
+            if self.manifest["fingerprint"] != fingerprint:
+                keys = _diff_keys(self.manifest.get("settings", {}), settings)
+                if not force_resume:
+                    raise SettingsMismatchError(
+                        f"the work directory {self.root} was started with other generation settings "
+                        f"(differing: {', '.join(keys) or 'fingerprint'}). Rerun with the same settings to "
+                        "resume; or pass `force_resume=True` (--force_resume) to keep its finished questions "
+                        "and generate the rest with the new settings; or `resume=False` (--no_resume) to "
+                        "discard it; or use another `output_dir`."
+                    )
+                fixed = [k for k in keys if k.split(".")[0] in ("num_paths", "format", "version")]
+                if fixed:
+                    raise SettingsMismatchError(
+                        f"`force_resume` cannot mix instances built with other {', '.join(fixed)}: every instance "
+                        f"of a build has the same number of paths and format. Use another `output_dir`, or "
+                        "`resume=False` (--no_resume) to discard the previous work."
+                    )
+                logger.warning(
+                    "force_resume: keeping finished shards generated with other settings (%s)", keys
+                )
+                history = self.manifest.setdefault("previous_settings", [])
+                history.append(self.manifest["settings"])
+                self.manifest["settings"] = settings
+                self.manifest["fingerprint"] = fingerprint
+                changed = True
+        else:
+            self.manifest = {
+                "format": _MANIFEST_FORMAT,
+                "version": _VERSION,
+                "fingerprint": fingerprint,
+                "settings": settings,
+                "shards": [],
+            }
+        accepted = {
+            self.manifest["fingerprint"],
+            *(_fingerprint(s) for s in self.manifest.get("previous_settings", [])),
+        }
+        listed = {s["file"] for s in self.manifest["shards"]}
+        for path in sorted(self.shards.glob("shard-*.jsonl")):
+            if path.name in listed or not _SHARD_RE.match(path.name):
+                continue
+            header, records = _read_shard(path)
+            if (
+                header is None
+                or header.get("fingerprint") not in accepted
+                or header.get("num_records") != len(records)
+            ):
+                logger.warning("ignoring %s: not a complete shard of this build", path)
+                continue
+            self.manifest["shards"].append(_shard_entry(path.name, records))
+            changed = True
+        self.manifest["shards"].sort(key=lambda s: s["file"])
+        if changed:
+            self.save_manifest()
+
+    def save_manifest(self) -> None:
+        self.manifest["num_records"] = sum(len(s["ids"]) for s in self.manifest["shards"])
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1) + "\n", fsync=True)
+        _fsync_dir(self.root)
+
+    def done_ids(self) -> set[str]:
+        return {i for s in self.manifest["shards"] for i in s["ids"]}
+
+    def next_index(self) -> int:
+        used = [int(m.group(1)) for p in self.shards.iterdir() if (m := _SHARD_RE.match(p.name))]
+        return max(used, default=-1) + 1
+
+    def write_shard(self, records: list[dict[str, Any]]) -> str:
+        """Write one shard (atomic, fsync), then list it in the manifest (atomic, fsync)."""
+        name = f"shard-{self.next_index():06d}.jsonl"
+        header = {"shard": name, "fingerprint": self.manifest["fingerprint"], "num_records": len(records)}
+        lines = [json.dumps(header)] + [json.dumps(r, ensure_ascii=False) for r in records]
+        write_text_atomic(self.shards / name, "\n".join(lines) + "\n", fsync=True)
+        _fsync_dir(self.shards)
+        self.manifest["shards"].append(_shard_entry(name, records))
+        self.save_manifest()
+        return name
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for entry in self.manifest["shards"]:
+            _, records = _read_shard(self.shards / entry["file"])
+            for r in records:
+                out[r["id"]] = r  # a later record of an id (force_resume) wins; ids are unique otherwise
+        return out
+
+
+def _shard_entry(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"file": name, "ids": [r["id"] for r in records]}
+
+
+def _read_shard(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        header = json.loads(lines[0]) if lines else None
+        return header, [json.loads(line) for line in lines[1:] if line.strip()]
+    except (OSError, ValueError, IndexError) as e:
+        logger.warning("unreadable shard %s: %s", path, e)
+        return None, []
+
+
+def load_records(work_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Every finished record of a work directory (``<output_dir>/work``), by problem id: the raw traces,
+    finish reasons, token counts, seeds, parsed answers, correctness and summary of each problem."""
+    wd = _WorkDir(Path(work_dir))
+    if not wd.manifest_path.exists():
+        raise FileNotFoundError(
+            f"no build manifest in {work_dir}; pass the `work` folder of a build's output_dir."
+        )
+    wd.manifest = json.loads(wd.manifest_path.read_text(encoding="utf-8"))
+    return wd.records()
+
+
+# ------------------------------------------------------------------------------------------ generation
+def _completion_fields(c: Any) -> tuple[str, str | None, int | None]:
+    if isinstance(c, str):
+        return c, None, None
+    text = getattr(c, "text", None)
+    if text is None and isinstance(c, Mapping):
+        return str(c.get("text") or ""), c.get("finish_reason"), c.get("num_tokens")
+    return str(text or ""), getattr(c, "finish_reason", None), getattr(c, "num_tokens", None)
+
+
+def _generate(teacher: Any, messages: list[list[dict[str, str]]], seeds: list[int]) -> list[tuple]:
+    if not messages:
+        return []
+    out = list(teacher.generate(messages, seeds))
+    if len(out) != len(messages):
+        raise RuntimeError(
+            f"the teacher returned {len(out)} completions for {len(messages)} requests; "
+            "`Teacher.generate` must return one completion per (messages, seed) pair."
+        )
+    return [_completion_fields(c) for c in out]
+
+
+def _majority(answers: Sequence[str | None], task: str) -> str | None:
+    from ..evaluation.answers import normalize_number
+
+    keys: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for a in answers:
+        if a is None or not a.strip():
+            continue
+        key = (normalize_number(a) if task == "gsm8k" else None) or re.sub(r"\s+", "", a)
+        keys[key] += 1
+        first.setdefault(key, a)
+    if not keys:
+        return None
+    best = max(keys.values())
+    return next(first[k] for k in first if keys[k] == best)
+
+
+def _generate_chunk(
+    problems: Sequence[Any],
+    teacher: Any,
+    *,
+    num_paths: int,
+    seed: int,
+    summary: str,
+    teacher_prompt_template: str,
+    teacher_system_prompt: str | None,
+    answer_task: str | None,
+    fmt: NAPFormat,
+) -> tuple[list[dict[str, Any]], int]:
+    """Records of a chunk of problems (one ``generate`` call for all their paths, one for teacher summaries),
+    and the number of teacher requests made."""
+    from ..evaluation.answers import extract_answer, is_correct
+
+    messages, seeds = [], []
+    for p in problems:
+        m = teacher_messages(p.question, teacher_prompt_template, teacher_system_prompt)
+        for j in range(num_paths):
+            messages.append(m)
+            seeds.append(path_seed(seed, p.id, j))
+    outs = _generate(teacher, messages, seeds)
+    requests = len(messages)
+    records = []
+    for k, p in enumerate(problems):
+        task = _answer_task(getattr(p, "source", ""), answer_task)
+        gold = str(p.answer).strip()
+        block = outs[k * num_paths : (k + 1) * num_paths]
+        paths = [text.strip() for text, _, _ in block]
+        answers = [extract_answer(t, task, nap=False, longcot=False) if t else None for t in paths]
+        records.append(
+            {
+                "id": str(p.id),
+                "source": str(getattr(p, "source", "") or ""),
+                "question": p.question,
+                "gold_answer": gold,
+                "answer_task": task,
+                "paths": paths,
+                "path_finish_reasons": [fr for _, fr, _ in block],
+                "path_num_tokens": [n if n is None else int(n) for _, _, n in block],
+                "path_seeds": seeds[k * num_paths : (k + 1) * num_paths],
+                "path_answers": answers,
+                "path_correct": [bool(is_correct(a, gold, task)) for a in answers],
+                "majority_answer": _majority(answers, task),
+                "summary": render_summary(gold),
+                "summary_source": "template",
+            }
+        )
+    for r in records:
+        r["num_correct"] = sum(r["path_correct"])
+        r["majority_correct"] = r["majority_answer"] is not None and bool(
+            is_correct(r["majority_answer"], r["gold_answer"], r["answer_task"])
+        )
+    if summary == "teacher":
+        todo = [r for r in records if any(r["paths"])]
+        prompts, sseeds = [], []
+        for r in todo:
+            attempts = "\n\n".join(f"Attempt {j}:\n{t}" for j, t in enumerate(r["paths"], start=1))
+            text = (
+                SUMMARY_PROMPT.replace("{num_paths}", str(num_paths))
+                .replace("{question}", r["question"])
+                .replace("{attempts}", attempts)
+                .replace("{answer}", r["gold_answer"])
+            )
+            prompts.append(teacher_messages(text, "{question}", teacher_system_prompt))
+            sseeds.append(path_seed(seed, r["id"], "summary"))
+        souts = _generate(teacher, prompts, sseeds)
+        requests += len(prompts)
+        tags = _format_tags(fmt, num_paths)
+        for r, (text, finish, _), s in zip(todo, souts, sseeds, strict=True):
+            r["summary_seed"] = s
+            r["summary_finish_reason"] = finish
+            text = text.strip()
+            if not text or any(t in text for t in tags):
+                r["summary"], r["summary_source"] = render_summary(r["gold_answer"]), "template_fallback"
+            elif is_correct(_boxed_answer(text), r["gold_answer"], r["answer_task"]):
+                r["summary"], r["summary_source"] = text, "teacher"
+            else:
+                r["summary"] = f"{text} {render_summary(r['gold_answer'])}"
+                r["summary_source"] = "teacher+template"
+    return records, requests
+
+
+# ------------------------------------------------------------------------------------------ assembly
+def _drop_reason(
+    r: Mapping[str, Any],
+    *,
+    require_correct_path: bool,
+    drop_truncated: bool,
+    fit: tuple[Any, Any, int] | None,
+    fmt: NAPFormat,
+) -> str | None:
+    paths, summary = r["paths"], r["summary"]
+    if any(not p.strip() for p in paths):
+        return "empty_path"
+    if drop_truncated and any(fr == "length" for fr in r["path_finish_reasons"]):
+        return "truncated_path"
+    parsed = parse_instance(render_instance(paths, summary, fmt), fmt)
+    chain = parse_longcot(render_longcot(paths, summary, fmt), fmt)
+    if (
+        parsed.paths != paths
+        or parsed.summary != summary
+        or chain.paths != [fmt.separator.join(paths)]
+        or chain.summary != summary
+    ):
+        return "format_tags"
+    if require_correct_path and not any(r["path_correct"]):
+        return "no_correct_path"
+    if fit is not None:
+        tok, layout, filler = fit
+        if render_slot_aligned(tok, parsed.paths, parsed.summary, layout, filler_id=filler, fmt=fmt) is None:
+            return "does_not_fit"
+    return None
+
+
+def _correctness(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    n = len(records)
+    paths = [c for r in records for c in r["path_correct"]]
+    answered = [a is not None for r in records for a in r["path_answers"]]
+    truncated = [fr == "length" for r in records for fr in r["path_finish_reasons"]]
+
+    def frac(x: float, d: int) -> float | None:
+        return round(x / d, 4) if d else None
+
+    at_least_one = sum(1 for r in records if any(r["path_correct"]))
+    all_correct = sum(1 for r in records if r["path_correct"] and all(r["path_correct"]))
+    majority = sum(1 for r in records if r.get("majority_correct"))
+    return {
+        "instances": n,
+        "paths": len(paths),
+        "fraction_paths_correct": frac(sum(paths), len(paths)),
+        "fraction_paths_with_answer": frac(sum(answered), len(answered)),
+        "fraction_paths_truncated": frac(sum(truncated), len(truncated)),
+        "instances_with_at_least_one_correct": at_least_one,
+        "fraction_instances_with_at_least_one_correct": frac(at_least_one, n),
+        "instances_with_all_correct": all_correct,
+        "fraction_instances_with_all_correct": frac(all_correct, n),
+        "majority_vote_accuracy": frac(majority, n),
+    }
+
+
+def _features():
+    from datasets import Features, Value
+
+    msg = [{"role": Value("string"), "content": Value("string")}]
+    return Features(
+        {
+            "prompt": msg,
+            "completion": msg,
+            "messages": msg,
+            "id": Value("string"),
+            "source": Value("string"),
+            "question": Value("string"),
+            "gold_answer": Value("string"),
+            "summary": Value("string"),
+            "summary_source": Value("string"),
+            "path_answers": [Value("string")],
+            "path_correct": [Value("bool")],
+            "num_correct": Value("int32"),
+            "path_finish_reasons": [Value("string")],
+            "path_num_tokens": [Value("int64")],
+            "path_tokenizer_tokens": [Value("int64")],
+            "path_seeds": [Value("int64")],
+        }
+    )
+
+
+def _rows(
+    r: Mapping[str, Any],
+    *,
+    prompt_template: str,
+    system_prompt: str | None,
+    fmt: NAPFormat,
+    tokenizer: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    prompt = teacher_messages(r["question"], prompt_template, system_prompt)
+    tok_counts: list[int | None] = [None] * len(r["paths"])
+    if tokenizer is not None:
+        tok_counts = [
+            len(encode_segment(tokenizer, p + fmt.close(j))) for j, p in enumerate(r["paths"], start=1)
+        ]
+    meta = {
+        "id": r["id"],
+        "source": r["source"],
+        "question": r["question"],
+        "gold_answer": r["gold_answer"],
+        "summary": r["summary"],
+        "summary_source": r["summary_source"],
+        "path_answers": r["path_answers"],
+        "path_correct": r["path_correct"],
+        "num_correct": r["num_correct"],
+        "path_finish_reasons": r["path_finish_reasons"],
+        "path_num_tokens": r["path_num_tokens"],
+        "path_tokenizer_tokens": tok_counts,
+        "path_seeds": r["path_seeds"],
+    }
+    out = []
+    for text in (
+        render_instance(r["paths"], r["summary"], fmt),
+        render_longcot(r["paths"], r["summary"], fmt),
+    ):
+        completion = [{"role": "assistant", "content": text}]
+        out.append({"prompt": prompt, "completion": completion, "messages": prompt + completion, **meta})
+    return out[0], out[1]
+
+
+def _replace_dir(staging: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(staging, final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_outputs(data: Any, output_dir: Path, progress: bool) -> None:
+    """``dataset/`` (save_to_disk, atomic), ``nap.jsonl`` and ``longcot.jsonl`` (atomic)."""
+    import datasets as ds_lib
+
+    for stale in output_dir.glob(".dataset.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    was_disabled = ds_lib.are_progress_bars_disabled()
+    if not progress:
+        ds_lib.disable_progress_bars()
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".dataset.", suffix=".tmp"))
+    try:
+        data.save_to_disk(str(staging / "d"))
+        _replace_dir(staging / "d", output_dir / "dataset")
+        for split, ds in data.items():
+            with atomic_path(output_dir / f"{split}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
+                for batch in ds.iter(batch_size=1000):
+                    for values in zip(*batch.values(), strict=True):
+                        f.write(json.dumps(dict(zip(batch, values, strict=True)), ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not was_disabled:
+            ds_lib.enable_progress_bars()
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# ------------------------------------------------------------------------------------------ the builder
+def build_parallel_dataset(
+    problems: Any,
+    teacher: Any,
+    output_dir: str | os.PathLike,
+    *,
+    num_paths: int = 3,
+    seed: int = 0,
+    summary: Literal["template", "teacher"] = "template",
+    teacher_prompt_template: str = "{question}",
+    teacher_system_prompt: str | None = None,
+    prompt_template: str = "{question}",
+    system_prompt: str | None = None,
+    answer_task: str | None = None,
+    require_correct_path: bool = True,
+    drop_truncated: bool = True,
+    tokenizer: Any = None,
+    path_length: int | None = None,
+    summary_length: int | None = None,
+    require_fit: bool = False,
+    shard_size: int = 32,
+    resume: bool = True,
+    force_resume: bool = False,
+    progress: bool = True,
+    source_info: Mapping[str, Any] | None = None,
+    work_dir: str | os.PathLike | None = None,
+    fmt: NAPFormat = DEFAULT_FORMAT,
+):
+    """Build NAP training data from ``problems`` with ``teacher`` (SPEC §6) and return a
+    :class:`datasets.DatasetDict` with the splits ``nap`` and ``longcot`` (the same instances, the same traces).
+
+    For every problem the teacher writes ``num_paths`` independent traces (seeds :func:`path_seed`), each
+    trace's answer is parsed and checked against the gold answer (:mod:`nap_hf.evaluation.answers`), and the
+    summary is conditioned on the gold answer. Work is saved shard by shard; rerunning the same call after an
+    interruption (even SIGKILL) asks the teacher only for what is missing. Outputs in ``output_dir``:
+    ``dataset/`` (``save_to_disk``), ``nap.jsonl``, ``longcot.jsonl``, ``stats.json`` and ``work/``.
+
+    Args:
+        problems: a :class:`~nap_hf.data.sources.ProblemSet` (its ``info`` is used as ``source_info``) or a
+            sequence of problems (objects with ``id``, ``question``, ``answer`` and ``source``); ids must be
+            unique.
+        teacher: a :class:`~nap_hf.data.teachers.Teacher` (``generate(messages, seeds)``); it is called once per
+            shard with ``shard_size * num_paths`` requests (an OpenAI-compatible teacher runs them
+            concurrently, a Transformers teacher in batches).
+        output_dir: where the outputs (and, by default, the work directory) go.
+        num_paths: P, traces per question (the paper: 3).
+        seed: base seed of the per-trace seeds.
+        summary: ``"template"`` (the reference sentence with the gold answer, :func:`render_summary`) or
+            ``"teacher"`` (the teacher summarises the traces given the gold answer, :data:`SUMMARY_PROMPT`).
+        teacher_prompt_template / teacher_system_prompt: the teacher's request (``{question}`` is replaced).
+        prompt_template / system_prompt: the prompt of the training rows (default: the question alone, as in
+            evaluation).
+        answer_task: ``"gsm8k"`` (numeric) or ``"math"`` (math-verify) answer checking; None picks ``gsm8k``
+            for sources whose name contains "gsm", ``math`` otherwise.
+        require_correct_path: drop instances with no correct trace.
+        drop_truncated: drop instances with a trace cut at the token budget (finish reason ``"length"``).
+        tokenizer / path_length / summary_length / require_fit: with ``require_fit`` drop instances whose paths
+            or summary do not fit the slot-aligned layout of ``num_paths`` slots of ``path_length`` tokens and
+            a summary slot of ``summary_length`` (the trainer's rule); a ``tokenizer`` alone adds token counts.
+        shard_size: problems per shard (and per teacher call).
+        resume: continue the build found in the work directory (False: discard it and start over).
+        force_resume: continue even though the generation settings changed (finished questions are kept).
+        progress: show a tqdm bar (questions, with rate and ETA).
+        source_info: information about the source (licence, decontamination, ...) for ``stats.json`` and the
+            card; defaults to ``problems.info``.
+        work_dir: the work directory (default ``output_dir/work``); builds that differ only in filters or
+            tokenizer can share one.
+        fmt: the NAP text format.
+
+    Raises:
+        SettingsMismatchError: the work directory holds a build with other generation settings.
+    """
+    from datasets import Dataset, DatasetDict
+
+    info = source_info
+    if hasattr(problems, "problems"):
+        info = info if info is not None else getattr(problems, "info", None)
+        problems = problems.problems
+    problems = list(problems)
+    if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 1:
+        raise ValueError(f"`num_paths` must be an int >= 1 (traces per question), got {num_paths!r}.")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"`shard_size` must be an int >= 1 (problems per shard), got {shard_size!r}.")
+    if summary not in ("template", "teacher"):
+        raise ValueError(f"`summary` must be 'template' or 'teacher', got {summary!r}.")
+    for name, template in (
+        ("teacher_prompt_template", teacher_prompt_template),
+        ("prompt_template", prompt_template),
+    ):
+        _fill(template, "", name)
+    if answer_task is not None:
+        _answer_task("", answer_task)
+    if not hasattr(teacher, "generate"):
+        raise ValueError(
+            f"`teacher` must have a `generate(messages, seeds)` method, got {type(teacher).__name__}."
+        )
+    fit = None
+    if require_fit:
+        missing = [
+            n
+            for n, v in (
+                ("tokenizer", tokenizer),
+                ("path_length", path_length),
+                ("summary_length", summary_length),
+            )
+            if v is None
+        ]
+        if missing:
+            raise ValueError(
+                f"`require_fit=True` needs {', '.join(f'`{m}`' for m in missing)}: the slot-aligned layout is "
+                "measured with the student's tokenizer and slot sizes (e.g. path_length=330, summary_length=32)."
+            )
+        layout = build_layout(tokenizer, num_paths, path_length, summary_length, fmt)
+        fit = (tokenizer, layout, int(getattr(tokenizer, "eos_token_id", None) or 0))
+    ids = [str(p.id) for p in problems]
+    dupes = sorted(i for i, c in Counter(ids).items() if c > 1)
+    if dupes:
+        raise ValueError(
+            f"problem ids must be unique; repeated: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}."
+        )
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = generation_settings(
+        teacher,
+        num_paths=num_paths,
+        seed=seed,
+        summary=summary,
+        teacher_prompt_template=teacher_prompt_template,
+        teacher_system_prompt=teacher_system_prompt,
+        answer_task=answer_task,
+        fmt=fmt,
+    )
+    wd = _WorkDir(Path(work_dir) if work_dir is not None else output_dir / "work")
+    wd.lock()
+    try:
+        wd.open(settings, resume=resume, force_resume=force_resume)
+        done = wd.done_ids()
+        todo = [p for p in problems if str(p.id) not in done]
+        requests = 0
+        started = time.time()
+        bar = _progress(total=len(problems), initial=len(problems) - len(todo), enabled=progress)
+        try:
+            for start in range(0, len(todo), shard_size):
+                chunk = todo[start : start + shard_size]
+                records, n = _generate_chunk(
+                    chunk,
+                    teacher,
+                    num_paths=num_paths,
+                    seed=seed,
+                    summary=summary,
+                    teacher_prompt_template=teacher_prompt_template,
+                    teacher_system_prompt=teacher_system_prompt,
+                    answer_task=answer_task,
+                    fmt=fmt,
+                )
+                requests += n
+                wd.write_shard(records)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+        records = wd.records()
+    finally:
+        wd.unlock()
+
+    # ---- assembly: filters, rows, stats
+    kept_rows: tuple[list, list] = ([], [])
+    kept, dropped_by = [], Counter()
+    chosen = []
+    for p in problems:
+        r = records[str(p.id)]
+        if r["question"] != p.question or r["gold_answer"] != str(p.answer).strip():
+            raise ValueError(
+                f"the work directory holds another question or answer for id {p.id!r}; problem ids must "
+                "identify a question. Use another `output_dir` (or `work_dir`) for another source."
+            )
+        chosen.append(r)
+        reason = _drop_reason(
+            r, require_correct_path=require_correct_path, drop_truncated=drop_truncated, fit=fit, fmt=fmt
+        )
+        if reason is not None:
+            dropped_by[reason] += 1
+            continue
+        kept.append(r)
+        nap_row, cot_row = _rows(
+            r, prompt_template=prompt_template, system_prompt=system_prompt, fmt=fmt, tokenizer=tokenizer
+        )
+        kept_rows[0].append(nap_row)
+        kept_rows[1].append(cot_row)
+    features = _features()
+    data = DatasetDict(
+        {
+            name: Dataset.from_dict({k: [row[k] for row in rows] for k in features}, features=features)
+            for name, rows in (("nap", kept_rows[0]), ("longcot", kept_rows[1]))
+        }
+    )
+    stats = {
+        "generation_settings": settings,
+        "fingerprint": wd.manifest["fingerprint"],
+        "assembly": {
+            "prompt_template": prompt_template,
+            "system_prompt": system_prompt,
+            "require_correct_path": require_correct_path,
+            "drop_truncated": drop_truncated,
+            "require_fit": require_fit,
+            "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
+            "path_length": path_length,
+            "summary_length": summary_length,
+        },
+        "source": _json_safe(dict(info)) if info else None,
+        "sources": dict(Counter(r["source"] for r in kept)),
+        "counts": {
+            "problems": len(problems),
+            "generated_this_run": len(todo),
+            "teacher_requests_this_run": requests,
+            "kept": len(kept),
+            "dropped": sum(dropped_by.values()),
+            "dropped_by_reason": {k: dropped_by.get(k, 0) for k in DROP_REASONS},
+        },
+        "correctness": {"all": _correctness(chosen), "kept": _correctness(kept)},
+        "summary_sources": dict(Counter(r["summary_source"] for r in kept)),
+        "seconds_this_run": round(time.time() - started, 2),
+    }
+    _save_outputs(data, output_dir, progress)
+    write_text_atomic(
+        output_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n", fsync=True
+    )
+    logger.info("NAP build: %d kept of %d problems (dropped: %s)", len(kept), len(problems), dict(dropped_by))
+    return data
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with transformers / datasets
+        enabled = False
+    if not enabled:
+        return _NoBar()
+    return tqdm(
+        total=total, initial=initial, unit="question", desc="NAP build", dynamic_ncols=True, smoothing=0.1
+    )
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def read_build_stats(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``stats.json`` of a finished build (counts, correctness, drops, settings, source info)."""
+    path = Path(output_dir) / "stats.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no stats.json in {output_dir}: run build_parallel_dataset there first.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------------ hub
+def _percent(x: float | None) -> str | None:
+    return None if x is None else f"{100 * x:.1f}%"
+
+
+def dataset_card_info(stats: Mapping[str, Any], *, name: str | None = None) -> dict[str, Any]:
+    """The :func:`nap_hf.hub.render_dataset_card` fields of a build's ``stats.json``: teacher, P, temperature,
+    counts, correctness, decontamination, licence, the two configs."""
+    settings = stats.get("generation_settings", {})
+    teacher = settings.get("teacher", {})
+    source = stats.get("source") or {}
+    counts = stats.get("counts", {})
+    kept = counts.get("kept", 0)
+    corr = stats.get("correctness", {}).get("all", {})
+    corr_kept = stats.get("correctness", {}).get("kept", {})
+    decon = None
+    if source:
+        against = source.get("decontaminated_against")
+        if against:
+            decon = (
+                f"Questions of `{source.get('source')}` were checked against "
+                f"{', '.join(f'`{a}`' for a in _as_list(against))}: {source.get('n_contaminated', 0)} "
+                "contaminated question(s) removed before generation."
+            )
+        elif source.get("n_contaminated") is not None or against is not None:
+            decon = "Not performed for this source (decontamination was switched off)."
+    license_id = source.get("license")
+    size = (
+        "n<1K"
+        if kept < 1_000
+        else "1K<n<10K"
+        if kept < 10_000
+        else "10K<n<100K"
+        if kept < 100_000
+        else "100K<n<1M"
+    )
+    dropped = counts.get("dropped_by_reason", {})
+    return {
+        "name": name or "NAP parallel reasoning data",
+        "sources": stats.get("sources") or {},
+        "source_details": {
+            k: _public(source.get(k))
+            for k in ("source", "location", "split", "n_raw", "n_invalid", "n_kept")
+            if source.get(k) is not None
+        },
+        "teacher": _public(teacher.get("model") or teacher.get("model_name") or teacher.get("class")),
+        "teacher_details": {k: _public(v) for k, v in teacher.items() if k not in ("model", "model_name")},
+        "P": settings.get("num_paths"),
+        "temperature": teacher.get("temperature"),
+        "max_new_tokens": teacher.get("max_new_tokens"),
+        "summary_template": SUMMARY_TEMPLATE.format(answer="<gold answer>")
+        if settings.get("summary") == "template"
+        else "teacher-written (gold answer given)",
+        "prompt_format": "the question alone in the chat template"
+        if stats.get("assembly", {}).get("prompt_template") == "{question}"
+        else stats.get("assembly", {}).get("prompt_template"),
+        "seed": settings.get("seed"),
+        "counts": {
+            "questions": counts.get("problems"),
+            "instances (per config)": kept,
+            "dropped": counts.get("dropped"),
+            **{f"dropped: {k}": v for k, v in dropped.items() if v},
+        },
+        "correctness": {
+            "paths correct (all generated)": _percent(corr.get("fraction_paths_correct")),
+            "questions with >= 1 correct path": _percent(
+                corr.get("fraction_instances_with_at_least_one_correct")
+            ),
+            "questions with all paths correct": _percent(corr.get("fraction_instances_with_all_correct")),
+            "majority-vote accuracy": _percent(corr.get("majority_vote_accuracy")),
+            "paths truncated": _percent(corr.get("fraction_paths_truncated")),
+            "paths correct (kept instances)": _percent(corr_kept.get("fraction_paths_correct")),
+        },
+        "filters": stats.get("assembly", {}),
+        "decontamination": decon,
+        "license": license_id,
+        "size_category": size,
+        "configs": ["nap", "longcot"],
+        "columns": COLUMNS,
+    }
+
+
+def _public(value: Any) -> Any:
+    """A local path becomes its last component + " (local)": a card must not leak the local file layout."""
+    if isinstance(value, str) and (
+        value.startswith(("/", "~", "./", "../")) or re.match(r"^[A-Za-z]:\\", value)
+    ):
+        return f"{Path(value).name} (local)"
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    return value
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def write_hub_folder(
+    data: Any,
+    folder: str | os.PathLike,
+    *,
+    readme: str,
+    secrets: Sequence[str | None] = (),
+) -> Path:
+    """Write the folder a dataset push uploads: ``data/<config>/train-00000-of-00001.parquet`` for each split
+    of ``data`` (``nap``, ``longcot``) and ``readme`` as README.md (its YAML must carry the ``configs:``, as
+    :func:`nap_hf.hub.render_dataset_card` writes it). ``datasets.load_dataset(folder, "nap")`` reads it back.
+    Written through :func:`nap_hf.hub.prepare_upload_folder` (atomic swap; a file holding one of ``secrets``
+    is refused)."""
+    from ..hub import prepare_upload_folder
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.src.", suffix=".tmp"))
+    try:
+        for config, ds in data.items():
+            target = staging / "data" / config / "train-00000-of-00001.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ds.to_parquet(str(target))
+        return prepare_upload_folder(staging, folder, readme=readme, secrets=list(secrets))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def push_dataset_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload NAP data with nap-hf",
+    offline: bool | None = None,
+):
+    """Upload ``folder`` to the DATASET repo ``repo_id`` (created if missing). Offline (``offline=True`` or
+    ``HF_HUB_OFFLINE=1``) nothing is contacted and the folder's path is returned. The token goes to
+    ``huggingface_hub`` only; an error quoting it is re-raised with the token redacted."""
+    from ..hub import is_hub_offline
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"nothing to upload: {folder} is not a folder")
+    if offline is None:
+        offline = is_hub_offline()
+    if offline:
+        logger.info("Hub offline: %s is the folder that would be uploaded to %s", folder, repo_id)
+        return str(folder)
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="dataset")
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            token=token,
+            repo_type="dataset",
+        )
+    except Exception as e:
+        if not (token and token in f"{e!s}{e!r}"):
+            raise
+        message = f"{type(e).__name__}: {e}".replace(token, "<HUB_TOKEN>")
+    raise RuntimeError(message)
