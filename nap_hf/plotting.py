@@ -7,6 +7,9 @@ shaded behind.
     out = model.generate(..., return_dict_in_generate=True)
     plot_decoding_dynamics(out.trace, out.regions, "dynamics.png")
 
+`plot_seqdep` draws the SeqDep figures (Figures 3 and 7): SeqDep against output length, one binned-mean
+line per dataset over a faint scatter of the examples.
+
 Needs matplotlib (`pip install 'nap-hf[plot]'`); it is imported lazily and never through `pyplot`, so
 plotting works headless and leaves the interactive backend alone.
 """
@@ -26,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_decoding_dynamics"]
+__all__ = ["plot_decoding_dynamics", "plot_seqdep"]
 
 # Path slots cycle through these (colour-blind-friendly tab10 order, grey left out for headers/summary).
 _PATH_COLORS = (
@@ -291,6 +294,132 @@ def plot_decoding_dynamics(
     if suptitle:
         fig.suptitle(suptitle)
 
+    if path is not None:
+        save_figure_atomic(fig, path, dpi)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ SeqDep figure
+
+# One colour per dataset: green first (the paper's Figure 7 curve), then tab10.
+_SEQDEP_COLORS = ("#2ca02c", "#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def _seqdep_series(data: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, lengths, values) per dataset from a SeqDepOutput, a list of SeqDepResult, a (lengths, values)
+    pair, or a mapping name -> any of these."""
+
+    def one(name: str, item: Any) -> tuple[str, np.ndarray, np.ndarray]:
+        if hasattr(item, "lengths") and hasattr(item, "seqdeps"):  # SeqDepOutput
+            lengths, values = item.lengths, item.seqdeps
+        elif isinstance(item, (list, tuple)) and item and all(hasattr(r, "num_tokens") for r in item):
+            lengths, values = [r.num_tokens for r in item], [r.seqdep for r in item]
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            lengths, values = item
+        else:
+            raise ValueError(
+                f"`data[{name!r}]` must be a SeqDepOutput, a list of SeqDepResult or a (lengths, values) pair, "
+                f"got {type(item).__name__}."
+            )
+        lengths_a = np.asarray(lengths, dtype=np.float64).reshape(-1)
+        values_a = np.asarray(values, dtype=np.float64).reshape(-1)
+        if lengths_a.shape != values_a.shape:
+            raise ValueError(f"`data[{name!r}]`: {lengths_a.size} lengths but {values_a.size} values.")
+        ok = np.isfinite(lengths_a) & np.isfinite(values_a)
+        return name, lengths_a[ok], values_a[ok]
+
+    if isinstance(data, dict):
+        if not data:
+            raise ValueError("`data` is an empty mapping; give at least one dataset.")
+        series = [one(str(k), v) for k, v in data.items()]
+    else:
+        series = [one("SeqDep", data)]
+    if not any(v.size for _, _, v in series):
+        raise ValueError("`data` holds no finite SeqDep value to plot (every example was skipped?).")
+    return series
+
+
+def plot_seqdep(
+    data: Any,
+    path: str | os.PathLike | None = None,
+    *,
+    bins: int | Sequence[float] = 10,
+    min_count: int = 1,
+    scatter: bool = True,
+    band: bool = True,
+    ax: Axes | None = None,
+    title: str | None = None,
+    xlabel: str = "output length (scorer tokens)",
+    ylabel: str = "SeqDep (nats)",
+    figsize: tuple[float, float] = (6.4, 4.4),
+    dpi: int = 150,
+) -> Figure:
+    """Plot SeqDep against output length as in the NAP paper's Figures 3 and 7: a faint scatter of the
+    examples and the binned mean (± one standard error) per dataset.
+
+    Args:
+        data: a `SeqDepOutput`, a list of `SeqDepResult`, a ``(lengths, values)`` pair, or a mapping
+            ``{name: any of these}`` for one line per dataset (e.g. NAP beside Long-CoT). Skipped examples
+            (``nan``) are left out.
+        path: if given, the figure is written there atomically (format from the suffix, PNG by default).
+        bins: number of equal-width length bins over ALL datasets together (so the lines share bins), or
+            explicit edges.
+        min_count: bins with fewer examples are not drawn.
+        scatter / band: draw the examples / the standard-error band.
+        ax: draw into this Axes instead of a new figure.
+        title / xlabel / ylabel / figsize / dpi: figure text, size and file resolution.
+
+    Returns:
+        The matplotlib `Figure` (Agg canvas; `pyplot` is never touched).
+    """
+    from .metrics.seqdep import binned_seqdep
+
+    FigureCls, FigureCanvasAgg = _import_matplotlib()
+    series = _seqdep_series(data)
+    if isinstance(bins, int) and not isinstance(bins, bool):
+        all_lengths = np.concatenate([x for _, x, _ in series])
+        lo, hi = float(all_lengths.min()), float(all_lengths.max())
+        if hi == lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = list(np.linspace(lo, hi, max(int(bins), 1) + 1))
+
+    if ax is None:
+        fig = FigureCls(figsize=figsize, layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    for k, (name, lengths, values) in enumerate(series):
+        color = _SEQDEP_COLORS[k % len(_SEQDEP_COLORS)]
+        if scatter and values.size:
+            ax.scatter(lengths, values, s=9, color=color, alpha=0.25, linewidths=0, zorder=1)
+        binned = binned_seqdep(lengths, values, bins=bins, min_count=min_count)
+        centers, mean = np.asarray(binned.centers), np.asarray(binned.mean)
+        err = np.nan_to_num(np.asarray(binned.stderr), nan=0.0)
+        shown = np.isfinite(mean)
+        mean_all = float(values.mean()) if values.size else float("nan")
+        label = f"{name} (n={values.size}, mean {mean_all:.2f})"
+        ax.plot(centers[shown], mean[shown], "-o", color=color, lw=2.0, ms=4, label=label, zorder=3)
+        if band and shown.any():
+            ax.fill_between(
+                centers[shown],
+                (mean - err)[shown],
+                (mean + err)[shown],
+                color=color,
+                alpha=0.18,
+                lw=0,
+                zorder=2,
+            )
+    ax.axhline(0.0, color="0.6", lw=0.8, ls="--", zorder=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, color="0.9", lw=0.6, zorder=-1)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=11)
     if path is not None:
         save_figure_atomic(fig, path, dpi)
     return fig
