@@ -526,8 +526,15 @@ def benchmark_parallel_forced(args) -> dict:
         for m in (1, 2, 3):
             path_length = PF_PATH_POSITIONS // m
             slots = m * path_length + PF_SUMMARY
-            kw = dict(strategy="parallel_forced", m=m, path_length=path_length, summary_length=PF_SUMMARY,
-                      header_ids=[PF_HEADER] * (m + 1), temperature=T, return_dict_in_generate=True)
+            kw = dict(
+                strategy="parallel_forced",
+                m=m,
+                path_length=path_length,
+                summary_length=PF_SUMMARY,
+                header_ids=[PF_HEADER] * (m + 1),
+                temperature=T,
+                return_dict_in_generate=True,
+            )
             probe = model.generate(prompt, steps=2, **kw)  # the canvas and its slot rows
             canvas = probe.sequences.clone()
             slot_rows = torch.zeros_like(canvas, dtype=torch.bool)
@@ -559,24 +566,47 @@ def benchmark_parallel_forced(args) -> dict:
                             spent[0] += time.perf_counter() - t0
 
                     t0 = time.perf_counter()
-                    out = model.generate(prompt, steps=steps, generator=torch.Generator().manual_seed(rep),
-                                         step_callback=between, **kw)
+                    out = model.generate(
+                        prompt,
+                        steps=steps,
+                        generator=torch.Generator().manual_seed(rep),
+                        step_callback=between,
+                        **kw,
+                    )
                     wall = time.perf_counter() - t0 - spent[0]
                     nfe = out.nfe
                     ratios.append(wall / (nfe * statistics.fmean(samples)))
                     walls.append(wall)
                     arness = global_arness(out.trace, positions=path_rows).mean
-                entry = {"m": m, "path_length": path_length, "summary_length": PF_SUMMARY, "temperature": T,
-                         "tokens_per_step": k, "steps": steps, "nfe": nfe, "wall_s": min(walls),
-                         "cost_ratio": statistics.median(ratios), "global_arness@1": arness}
+                entry = {
+                    "m": m,
+                    "path_length": path_length,
+                    "summary_length": PF_SUMMARY,
+                    "temperature": T,
+                    "tokens_per_step": k,
+                    "steps": steps,
+                    "nfe": nfe,
+                    "wall_s": min(walls),
+                    "cost_ratio": statistics.median(ratios),
+                    "global_arness@1": arness,
+                }
                 entry["target_met"] = entry["cost_ratio"] <= TARGET
                 results.append(entry)
-                log(f"parallel_forced m={m} T={T:g} {k} tok/step: NFE {nfe} {min(walls):.2f} s "
-                    f"ratio {entry['cost_ratio']:.2f} Global-ARness@1 {arness:.3f}")
-    return {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
-                     "threads": torch.get_num_threads(), "repeats": args.repeats, "prompt_length": P,
-                     "canvas": f"m x path_length = {PF_PATH_POSITIONS}, summary {PF_SUMMARY}, 3-token headers"},
-            "results": results}
+                log(
+                    f"parallel_forced m={m} T={T:g} {k} tok/step: NFE {nfe} {min(walls):.2f} s "
+                    f"ratio {entry['cost_ratio']:.2f} Global-ARness@1 {arness:.3f}"
+                )
+    return {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "prompt_length": P,
+            "canvas": f"m x path_length = {PF_PATH_POSITIONS}, summary {PF_SUMMARY}, 3-token headers",
+        },
+        "results": results,
+    }
 
 
 def markdown_parallel_forced(report: dict) -> str:

@@ -234,7 +234,9 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         license="apache-2.0",
     )
     data = "NAP variant (m = 3 paths + summary, slot-aligned)" if kind == "nap" else "Long-CoT variant"
-    card = card.replace("A fine-tuned version of a local base checkpoint, trained", "A model trained from scratch")
+    card = card.replace(
+        "A fine-tuned version of a local base checkpoint, trained", "A model trained from scratch"
+    )
     card = card.replace("Base model: a local base checkpoint", "Base model: none (random initialisation)")
     return card + (
         "\n## Provenance\n\nTrained from scratch on a 2-core CPU by this repository's recipe "

@@ -123,7 +123,9 @@ class ParallelForcedStrategy(Strategy):
         left = torch.stack([(masked[0] & self.slot_masks[j]).sum() for j in slots]).tolist()
         committed = [n - rest for n, rest in zip(sizes, left, strict=True)]
         share = torch.zeros(len(self.slot_masks), dtype=torch.long, device=masked.device)
-        share[list(slots)] = torch.tensor(allocate_budget(budget, sizes, committed, t, phase), device=masked.device)
+        share[list(slots)] = torch.tensor(
+            allocate_budget(budget, sizes, committed, t, phase), device=masked.device
+        )
         give = share.expand(masked.shape[0], -1)
         # per slot: positions taken for sure (earlier blocks, with block_length) and a ranked remainder
         self.must = torch.zeros_like(masked)
