@@ -44,18 +44,20 @@ def _sft_module():
     return module
 
 
-def prepare(out_dir: str, n_train: int, n_test: int, seed: int) -> None:
+def prepare(out_dir: str, n_train: int, n_test: int, seed: int, question_numbers: str = "decimal") -> None:
     """Write the toy data, the tokenizer and the untrained model (skips what is already there)."""
     from nap_hf.data.toy_arithmetic import ToyArithmetic, build_toy_tokenizer, write_toy_data
     from nap_hf.testing import LLADA_SPECIALS, write_tiny_llada
 
     out = Path(out_dir)
     if not (out / "stats.json").exists():
-        stats = write_toy_data(out, n_train=n_train, n_test=n_test, seed=seed)
+        stats = write_toy_data(
+            out, n_train=n_train, n_test=n_test, seed=seed, question_numbers=question_numbers
+        )
         print(json.dumps(stats, indent=2))
     init = out / "init"
     if not (init / "model.safetensors").exists():
-        task = ToyArithmetic(seed=seed)
+        task = ToyArithmetic(seed=seed, question_numbers=question_numbers)
         corpus = []
         for inst in task.instances(3000, "train"):
             rows = inst.rows()
@@ -63,6 +65,18 @@ def prepare(out_dir: str, n_train: int, n_test: int, seed: int) -> None:
         tok = build_toy_tokenizer(corpus, specials=LLADA_SPECIALS)
         write_tiny_llada(init, tokenizer=tok, seed=seed, **MODEL_SHAPE)
     print(f"prepared {out} (data, tokenizer, untrained model in {init})")
+
+
+def held_out_problems(data_dir: Path, n: int) -> list:
+    """The first `n` held-out problems that `prepare` wrote to `data_dir/test.jsonl` (same task settings as the
+    training data)."""
+    from nap_hf.data.toy_arithmetic import ToyProblem
+
+    rows = [json.loads(line) for line in (data_dir / "test.jsonl").read_text().splitlines()[:n]]
+    return [
+        ToyProblem(id=r["id"], question=r["question"], start=r["start"], events=tuple(r["events"]))
+        for r in rows
+    ]
 
 
 class ToyEvalCallback:
@@ -133,7 +147,6 @@ def train(argv: list[str]) -> None:
 
     import torch
 
-    from nap_hf.data.toy_arithmetic import ToyArithmetic
     from nap_hf.evaluation.toy import ToyDecoding
 
     if training_args.use_cpu and os.environ.get("NAP_TINY_THREADS"):
@@ -146,7 +159,7 @@ def train(argv: list[str]) -> None:
             training_args.resume_from_checkpoint = last
     layout = "longcot" if "longcot" in str(script_args.dataset_name) else "nap"
     strategy = known.eval_strategy_name or ("parallel_forced" if layout == "nap" else "confidence")
-    problems = [ToyArithmetic(seed=training_args.seed).problem(i, "test") for i in range(known.eval_problems)]
+    problems = held_out_problems(Path(str(script_args.dataset_name)).parent, known.eval_problems)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
@@ -311,8 +324,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--n_train", type=int, default=200_000)
         parser.add_argument("--n_test", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--question_numbers", choices=["decimal", "lsd"], default="decimal")
         a = parser.parse_args(rest)
-        prepare(a.out_dir, a.n_train, a.n_test, a.seed)
+        prepare(a.out_dir, a.n_train, a.n_test, a.seed, a.question_numbers)
     else:
         parser.add_argument("--run", required=True)
         parser.add_argument("--to", required=True)

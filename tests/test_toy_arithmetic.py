@@ -134,3 +134,17 @@ def test_bad_arguments():
         ToyArithmetic(slip_rate=1.5)
     with pytest.raises(ValueError, match="max_ops"):
         ToyArithmetic(max_ops=4)
+
+
+def test_lsd_question_numbers_are_copied_verbatim_by_the_paths():
+    dec, lsd = ToyArithmetic(seed=2), ToyArithmetic(seed=2, question_numbers="lsd")
+    for i in range(20):
+        a, b = dec.instance(i), lsd.instance(i)
+        assert a.paths == b.paths and a.problem.answer == b.problem.answer  # same task, other notation
+        assert to_lsd(b.problem.start) in b.problem.question
+        first = b.paths[0].split("\n")[0]
+        for operand in re.findall(r"\d\d", first)[:2]:
+            if from_lsd(operand) in (b.problem.start, *map(abs, b.problem.events)):
+                assert operand in b.problem.question
+    with pytest.raises(ValueError, match="question_numbers"):
+        ToyArithmetic(question_numbers="roman")

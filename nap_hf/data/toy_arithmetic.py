@@ -328,6 +328,8 @@ class ToyArithmetic:
         num_paths: paths per instance (m).
         slip_rate: probability that a path contains one arithmetic slip.
         min_ops / max_ops: operations per problem (events after the start value).
+        question_numbers: `"decimal"` (ordinary numbers in the question) or `"lsd"` (the paths' two-digit,
+            least-significant-first form, so a path copies its operands verbatim).
 
     Example:
     ```python
@@ -341,6 +343,7 @@ class ToyArithmetic:
     seed: int = 0
     num_paths: int = 3
     slip_rate: float = 0.12
+    question_numbers: str = "decimal"
     min_ops: int = 2
     max_ops: int = 3
     templates: list[_Template] = field(default_factory=lambda: list(_TEMPLATES))
@@ -350,6 +353,8 @@ class ToyArithmetic:
             raise ValueError(f"`slip_rate` must be in [0, 1), got {self.slip_rate}.")
         if not 1 <= self.min_ops <= self.max_ops <= 3:
             raise ValueError("need 1 <= `min_ops` <= `max_ops` <= 3 (a path slot holds 3 equations).")
+        if self.question_numbers not in ("decimal", "lsd"):
+            raise ValueError(f"`question_numbers` must be 'decimal' or 'lsd', got {self.question_numbers!r}.")
         if self.num_paths < 1:
             raise ValueError(f"`num_paths` must be >= 1, got {self.num_paths}.")
 
@@ -371,9 +376,10 @@ class ToyArithmetic:
         pron = _PRONOUN[name]
         item = rng.choice(tpl.items)
         fill = dict(name=name, other=other, pron=pron, pron_l="her" if pron == "She" else "him", item=item)
-        sentences = [rng.choice(tpl.start).format(a=start, **fill)]
+        num = to_lsd if self.question_numbers == "lsd" else str
+        sentences = [rng.choice(tpl.start).format(a=num(start), **fill)]
         for k, e in enumerate(events):
-            sentence = rng.choice(tpl.gain if e > 0 else tpl.loss).format(x=abs(e), **fill)
+            sentence = rng.choice(tpl.gain if e > 0 else tpl.loss).format(x=num(abs(e)), **fill)
             if k > 0 and rng.random() < 0.5:
                 then = rng.choice(_THEN)
                 sentence = (
@@ -464,18 +470,25 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def write_toy_data(out_dir: str | Path, *, n_train: int, n_test: int = 200, seed: int = 0) -> dict[str, Any]:
+def write_toy_data(
+    out_dir: str | Path, *, n_train: int, n_test: int = 200, seed: int = 0, question_numbers: str = "decimal"
+) -> dict[str, Any]:
     """Write ``{nap,longcot}-train.jsonl`` and ``test.jsonl`` (questions + gold, never in train) and
     ``stats.json`` to `out_dir`; return the stats."""
     out = Path(out_dir)
-    task = ToyArithmetic(seed=seed)
+    task = ToyArithmetic(seed=seed, question_numbers=question_numbers)
     train = task.train_instances(n_train, test_size=n_test)
     rows = [inst.rows() for inst in train]
     _write_jsonl(out / "nap-train.jsonl", [r["nap"] for r in rows])
     _write_jsonl(out / "longcot-train.jsonl", [r["longcot"] for r in rows])
     test = task.instances(n_test, "test")
     _write_jsonl(out / "test.jsonl", [{**asdict(t.problem), "answer": t.problem.answer} for t in test])
-    stats = {"seed": seed, "train": data_stats(train), "test": data_stats(test)}
+    stats = {
+        "seed": seed,
+        "question_numbers": question_numbers,
+        "train": data_stats(train),
+        "test": data_stats(test),
+    }
     from ..io import write_text_atomic
 
     write_text_atomic(out / "stats.json", json.dumps(stats, indent=2) + "\n")
