@@ -669,8 +669,10 @@ def push_folder(
     revision: str | None = None,
     offline: bool | None = None,
     run_as_future: bool = False,
+    repo_type: str = "model",
 ):
-    """Upload `folder` to the model repo `repo_id` (created if missing, `exist_ok=True`).
+    """Upload `folder` to the `repo_type` ("model" or "dataset") repo `repo_id` (created if missing,
+    `exist_ok=True`).
 
     Offline (`offline=True`, or `HF_HUB_OFFLINE=1` when `offline` is None) nothing is contacted and the
     folder's path is returned. Online returns `HfApi.upload_folder`'s `CommitInfo` (a `Future` with
@@ -689,7 +691,7 @@ def push_folder(
     api = HfApi()
     redacted: str | None = None
     try:
-        api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
+        api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type=repo_type)
         logger.info("uploading %s to %s", folder, repo_id)
         return api.upload_folder(
             repo_id=repo_id,
@@ -697,7 +699,7 @@ def push_folder(
             commit_message=commit_message,
             token=token,
             revision=revision,
-            repo_type="model",
+            repo_type=repo_type,
             run_as_future=run_as_future,
         )
     except Exception as e:

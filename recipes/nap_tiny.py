@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL_SHAPE = dict(d_model=192, n_layers=5, n_heads=6, mlp_hidden_size=448, max_sequence_length=256)
 """nap-tiny's shape: about 2.2M parameters."""
@@ -79,59 +81,49 @@ def held_out_problems(data_dir: Path, n: int) -> list:
     ]
 
 
-class ToyEvalCallback:
-    """Every `every` steps (and at the end), decode `n` held-out problems and append accuracy and
-    Global-ARness@1 to `<output_dir>/learning_curve.jsonl`."""
+class ToyEvalCallback(TrainerCallback):
+    """Every `every` steps (and at the end), decode the held-out `problems` and append accuracy and
+    Global-ARness@1 to `path` (`<output_dir>/learning_curve.jsonl`); a step already there is not redone."""
 
-    def __new__(cls, *args, **kwargs):
-        from transformers import TrainerCallback
+    def __init__(self, tokenizer, problems, decoding, every, path):
+        self.tokenizer, self.problems, self.decoding = tokenizer, problems, decoding
+        self.every, self.path = every, Path(path)
 
-        class _Callback(TrainerCallback):
-            def __init__(self, tokenizer, problems, decoding, every, path):
-                self.tokenizer, self.problems, self.decoding = tokenizer, problems, decoding
-                self.every, self.path = every, Path(path)
+    def _run(self, state, model):
+        import torch
 
-            def _run(self, state, model):
-                import torch
+        from nap_hf.evaluation.toy import evaluate_toy
 
-                from nap_hf.evaluation.toy import evaluate_toy
+        done = set()
+        if self.path.exists():
+            done = {json.loads(line)["step"] for line in self.path.read_text().splitlines() if line.strip()}
+        if state.global_step in done:
+            return
+        was_training = model.training
+        model.eval()
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+            res = evaluate_toy(model, self.tokenizer, self.problems, self.decoding)
+        model.train(was_training)
+        row = {
+            "step": state.global_step,
+            "decoding": res.decoding,
+            "n": res.n,
+            "accuracy": res.accuracy,
+            "global_arness@1": res.global_arness,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(json.dumps(row), flush=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
-                done = set()
-                if self.path.exists():
-                    done = {
-                        json.loads(line)["step"]
-                        for line in self.path.read_text().splitlines()
-                        if line.strip()
-                    }
-                if state.global_step in done:
-                    return
-                was_training = model.training
-                model.eval()
-                t0 = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
-                    res = evaluate_toy(model, self.tokenizer, self.problems, self.decoding)
-                model.train(was_training)
-                row = {
-                    "step": state.global_step,
-                    "decoding": res.decoding,
-                    "n": res.n,
-                    "accuracy": res.accuracy,
-                    "global_arness@1": res.global_arness,
-                    "seconds": round(time.perf_counter() - t0, 1),
-                }
-                print(json.dumps(row), flush=True)
-                with open(self.path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if args.process_index == 0 and self.every and state.global_step % self.every == 0:
+            self._run(state, model)
 
-            def on_step_end(self, args, state, control, model=None, **kwargs):
-                if args.process_index == 0 and self.every and state.global_step % self.every == 0:
-                    self._run(state, model)
-
-            def on_train_end(self, args, state, control, model=None, **kwargs):
-                if args.process_index == 0:
-                    self._run(state, model)
-
-        return _Callback(*args, **kwargs)
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if args.process_index == 0:
+            self._run(state, model)
 
 
 def train(argv: list[str]) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.scripts import run_script
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {
@@ -25,22 +25,8 @@ ENV = {
 
 
 def _run(args: list[str], timeout: int = 240) -> str:
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "recipes" / "nap_tiny.py"), *args],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    assert proc.returncode == 0, out[-3000:]
-    return out
+    proc = run_script([sys.executable, str(REPO / "recipes" / "nap_tiny.py"), *args], ENV, timeout)
+    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")

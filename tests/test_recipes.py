@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
+from tests.scripts import run_script
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -56,27 +57,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(cmd: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    # own process group, so a launcher's workers are killed too if the run hangs (no orphan left behind)
-    with subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as child:
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            out, err = child.communicate()
-            raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\n{err[-4000:]}") from None
-    proc = subprocess.CompletedProcess(cmd, child.returncode, out, err)
-    assert proc.returncode == 0, (
-        f"{' '.join(cmd)}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
-    )
-    return proc
+    return run_script(cmd, _env(tmp_path), timeout)
 
 
 def _free_port() -> int:
@@ -98,7 +79,11 @@ PAPER_CONFIGS = {
 
 
 def test_every_config_is_covered():
-    tiny = {"tiny_cpu.yaml", "tiny_nap_cpu.yaml", "tiny_longcot_cpu.yaml"}  # tiny_*: tested in test_nap_tiny.py
+    tiny = {
+        "tiny_cpu.yaml",
+        "tiny_nap_cpu.yaml",
+        "tiny_longcot_cpu.yaml",
+    }  # tiny_*: tested in test_nap_tiny.py
     assert {p.name for p in CONFIGS.glob("*.yaml")} == set(PAPER_CONFIGS) | tiny
     assert {p.name for p in ACCELERATE_CONFIGS.glob("*.yaml")} == {
         "single_gpu.yaml",

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from nap_hf.metrics import (
     split_segments,
 )
 from nap_hf.testing import DREAM_CHAT_TEMPLATE, DREAM_SPECIALS, build_byte_bpe
+from tests.scripts import run_script
 
 torch.set_num_threads(1)
 
@@ -328,26 +328,7 @@ def _run(cmd: list[str], tmp_path: Path, timeout: int = 120, ok: bool = True) ->
         TRANSFORMERS_OFFLINE="1",
         HF_HOME=str(tmp_path / "hf-home"),
     )
-    # own process group, killed as a whole on timeout
-    with subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as child:
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            out, err = child.communicate()
-            raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\n{err[-4000:]}") from None
-    proc = subprocess.CompletedProcess(cmd, child.returncode, out, err)
-    if ok:
-        assert proc.returncode == 0, f"{' '.join(cmd)}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-5000:]}"
-    return proc
+    return run_script(cmd, env, timeout, check=ok)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

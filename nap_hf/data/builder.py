@@ -1132,33 +1132,17 @@ def push_dataset_folder(
     commit_message: str = "Upload NAP data with nap-hf",
     offline: bool | None = None,
 ):
-    """Upload ``folder`` to the DATASET repo ``repo_id`` (created if missing). Offline (``offline=True`` or
-    ``HF_HUB_OFFLINE=1``) nothing is contacted and the folder's path is returned. The token goes to
-    ``huggingface_hub`` only; an error quoting it is re-raised with the token redacted."""
-    from ..hub import is_hub_offline
+    """Upload ``folder`` to the DATASET repo ``repo_id`` (created if missing) through
+    :func:`nap_hf.hub.push_folder`: offline (``offline=True`` or ``HF_HUB_OFFLINE=1``) nothing is contacted and
+    the folder's path is returned; the token goes to ``huggingface_hub`` only and is redacted from errors."""
+    from ..hub import push_folder
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"nothing to upload: {folder} is not a folder")
-    if offline is None:
-        offline = is_hub_offline()
-    if offline:
-        logger.info("Hub offline: %s is the folder that would be uploaded to %s", folder, repo_id)
-        return str(folder)
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    try:
-        api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="dataset")
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(folder),
-            commit_message=commit_message,
-            token=token,
-            repo_type="dataset",
-        )
-    except Exception as e:
-        if not (token and token in f"{e!s}{e!r}"):
-            raise
-        message = f"{type(e).__name__}: {e}".replace(token, "<HUB_TOKEN>")
-    raise RuntimeError(message)
+    return push_folder(
+        folder,
+        repo_id,
+        token=token,
+        private=private,
+        commit_message=commit_message,
+        offline=offline,
+        repo_type="dataset",
+    )

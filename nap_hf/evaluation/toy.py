@@ -89,7 +89,8 @@ def toy_prompts(tokenizer: Any, problems: Sequence[ToyProblem]) -> dict[str, tor
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
-def _answer(text: str, layout: str) -> str | None:
+def _answer(text: str, layout: str) -> tuple[str | None, list[str]]:
+    """The answer (from the summary / after `</think>`) and the paths of a decoded free-canvas text."""
     parsed = parse_instance(text) if layout == "nap" else parse_longcot(text)
     return parsed.answer, parsed.paths
 
