@@ -4,7 +4,7 @@ traces as one chain) on held-out toy arithmetic problems, at 1 / 2 / 4 tokens pe
 Tables (analogues of the paper's Tables 1, 3, 4 and 5):
 - Long-CoT model: AO (confidence), AR order, random order;
 - NAP model: AO (confidence on the free canvas) and parallel-forced (m = 3);
-- NAP model, parallel-forced at m = 1 / 2 / 3 with the same total budget (3 x 32 path slots + 12 summary slots);
+- NAP model, parallel-forced at m = 1 / 2 / 3 with the same total budget (3 x 20 path slots + 12 summary slots);
 and the decoding-dynamics figure of both models side by side (Figure 1). Each configuration's result is a JSON
 file under `--out`; a re-run skips those already there (resumable per configuration).
 
@@ -46,28 +46,45 @@ def _key(kind: str, kw: dict) -> str:
     return f"{kind}-{kw['strategy']}-m{kw.get('m', 3)}-k{kw['tokens_per_step']}"
 
 
+_ROWS = [
+    ("Long-CoT", "AO (confidence)", "longcot-confidence-m3"),
+    ("Long-CoT", "AR order", "longcot-ar-m3"),
+    ("Long-CoT", "random order", "longcot-random-m3"),
+    ("NAP", "AO (confidence)", "nap-confidence-m3"),
+    ("NAP", "parallel-forced m=3", "nap-parallel_forced-m3"),
+    ("NAP", "parallel-forced m=2", "nap-parallel_forced-m2"),
+    ("NAP", "parallel-forced m=1", "nap-parallel_forced-m1"),
+]
+
+
 def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> str:
     def cell(key: str) -> str:
         r = results.get(key)
         return f"{100 * r['accuracy']:.1f} / {r['global_arness']:.2f}" if r else "n/a"
 
-    lines = [
-        "Accuracy (%) / Global-ARness@1 on held-out toy problems; steps = slots / k.",
-        "",
+    def detail(key: str) -> str:
+        r = results.get(key)
+        if not r or "equation_accuracy" not in r:
+            return "n/a"
+        vote = r.get("vote_accuracy")
+        return f"{100 * r['equation_accuracy']:.1f}" + (f" / {100 * vote:.1f}" if vote is not None else "")
+
+    header = [
         "| model | decoding | " + " | ".join(f"k={k}" for k in ks) + " |",
         "|---|---|" + "---|" * len(ks),
     ]
-    rows = [
-        ("Long-CoT", "AO (confidence)", "longcot-confidence-m3"),
-        ("Long-CoT", "AR order", "longcot-ar-m3"),
-        ("Long-CoT", "random order", "longcot-random-m3"),
-        ("NAP", "AO (confidence)", "nap-confidence-m3"),
-        ("NAP", "parallel-forced m=3", "nap-parallel_forced-m3"),
-        ("NAP", "parallel-forced m=2", "nap-parallel_forced-m2"),
-        ("NAP", "parallel-forced m=1", "nap-parallel_forced-m1"),
-    ]
-    for model, label, stem in rows:
+    lines = ["Accuracy (%) / Global-ARness@1 on held-out toy problems; steps = slots / k.", "", *header]
+    for model, label, stem in _ROWS:
         lines.append(f"| {model} | {label} | " + " | ".join(cell(f"{stem}-k{k}") for k in ks) + " |")
+    lines += [
+        "",
+        "Equations with right arithmetic (%) / accuracy of a majority vote over the decoded paths' results (%, "
+        "NAP layout only), same runs.",
+        "",
+        *header,
+    ]
+    for model, label, stem in _ROWS:
+        lines.append(f"| {model} | {label} | " + " | ".join(detail(f"{stem}-k{k}") for k in ks) + " |")
     if ceiling is not None:
         lines += ["", f"Majority-vote ceiling of the test data's own paths: {100 * ceiling:.1f}%."]
     return "\n".join(lines) + "\n"
@@ -121,13 +138,16 @@ def main(argv: list[str] | None = None) -> None:
             "global_arness": res.global_arness,
             "nfe": res.nfe,
             "n": res.n,
+            "equation_accuracy": res.equation_accuracy,
+            "vote_accuracy": res.vote_accuracy,
             "seconds": round(time.perf_counter() - t0, 1),
             "records": res.records,
         }
         write_text_atomic(file, json.dumps(row) + "\n")
         results[key] = row
         print(
-            f"{res.decoding:32s} acc {100 * res.accuracy:5.1f}%  Global-ARness@1 {res.global_arness:.3f}  "
+            f"{res.decoding:32s} acc {100 * res.accuracy:5.1f}%  equations {100 * res.equation_accuracy:5.1f}%  "
+            f"Global-ARness@1 {res.global_arness:.3f}  "
             f"NFE {res.nfe:.0f}  ({row['seconds']} s)",
             flush=True,
         )

@@ -46,7 +46,9 @@ def _sft_module():
     return module
 
 
-def prepare(out_dir: str, n_train: int, n_test: int, seed: int, question_numbers: str = "decimal") -> None:
+def prepare(
+    out_dir: str, n_train: int, n_test: int, seed: int, question_numbers: str = "decimal", digits: int = 1
+) -> None:
     """Write the toy data, the tokenizer and the untrained model (skips what is already there)."""
     from nap_hf.data.toy_arithmetic import ToyArithmetic, build_toy_tokenizer, write_toy_data
     from nap_hf.testing import LLADA_SPECIALS, write_tiny_llada
@@ -54,12 +56,12 @@ def prepare(out_dir: str, n_train: int, n_test: int, seed: int, question_numbers
     out = Path(out_dir)
     if not (out / "stats.json").exists():
         stats = write_toy_data(
-            out, n_train=n_train, n_test=n_test, seed=seed, question_numbers=question_numbers
+            out, n_train=n_train, n_test=n_test, seed=seed, question_numbers=question_numbers, digits=digits
         )
         print(json.dumps(stats, indent=2))
     init = out / "init"
     if not (init / "model.safetensors").exists():
-        task = ToyArithmetic(seed=seed, question_numbers=question_numbers)
+        task = ToyArithmetic(seed=seed, question_numbers=question_numbers, digits=digits)
         corpus = []
         for inst in task.instances(3000, "train"):
             rows = inst.rows()
@@ -110,6 +112,8 @@ class ToyEvalCallback(TrainerCallback):
             "decoding": res.decoding,
             "n": res.n,
             "accuracy": res.accuracy,
+            "equation_accuracy": res.equation_accuracy,
+            "vote_accuracy": res.vote_accuracy,
             "global_arness@1": res.global_arness,
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -212,6 +216,9 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
                 "benchmark": f"toy arithmetic, {last['n']} held-out problems (step {last['step']})",
                 "setting": last["decoding"],
                 "accuracy": f"{100 * last['accuracy']:.1f}",
+                "equations right": f"{100 * last['equation_accuracy']:.1f}"
+                if "equation_accuracy" in last
+                else "-",
                 "Global-ARness@1": f"{last['global_arness@1']:.3f}",
             }
         )
@@ -223,6 +230,9 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
                     "benchmark": f"toy arithmetic, {r['n']} held-out problems",
                     "setting": r["decoding"],
                     "accuracy": f"{100 * r['accuracy']:.1f}",
+                    "equations right": f"{100 * r['equation_accuracy']:.1f}"
+                    if "equation_accuracy" in r
+                    else "-",
                     "Global-ARness@1": f"{r['global_arness']:.3f}",
                 }
             )
@@ -248,7 +258,7 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         f"(`python recipes/nap_tiny.py train --config {config}`), from the untrained ~2.2M-parameter "
         "LLaDA-architecture model and byte-level BPE written by `python recipes/nap_tiny.py prepare`, on the "
         f"{data} of the toy arithmetic task (`nap_hf.data.toy_arithmetic`, seed 0, 200,000 instances). The task, "
-        "its number format (two digits, least-significant first) and the evaluation are described in the "
+        "its numbers (single digits: operands in [1, 9], every value in [0, 9]) and the evaluation are described in the "
         "repository README (nap-tiny section). It is a toy: it only knows this task.\n"
     )
 
@@ -317,8 +327,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--n_test", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--question_numbers", choices=["decimal", "lsd"], default="decimal")
+        parser.add_argument(
+            "--digits",
+            type=int,
+            choices=[1, 2],
+            default=1,
+            help="1: single-digit task (default); 2: LSD-first.",
+        )
         a = parser.parse_args(rest)
-        prepare(a.out_dir, a.n_train, a.n_test, a.seed, a.question_numbers)
+        prepare(a.out_dir, a.n_train, a.n_test, a.seed, a.question_numbers, a.digits)
     else:
         parser.add_argument("--run", required=True)
         parser.add_argument("--to", required=True)

@@ -1,5 +1,6 @@
-"""The nap-tiny toy task: correct arithmetic in the LSD-first format, one slip per noisy path, distinct methods,
-held-out test problems, NAP and Long-CoT variants of the same traces that fit the nap-tiny canvas."""
+"""The nap-tiny toy task: correct arithmetic (single digits by default, two digits LSD-first as the harder
+variant), one slip per noisy path, distinct methods, held-out test problems (neither question nor numbers in
+train), NAP and Long-CoT variants of the same traces that fit the nap-tiny canvas."""
 
 from __future__ import annotations
 
@@ -17,23 +18,22 @@ from nap_hf.data.toy_arithmetic import (
     ToyArithmetic,
     build_toy_tokenizer,
     data_stats,
+    equation_is_right,
     from_lsd,
     majority_answer,
+    numbers_key,
+    parse_equations,
     run_program,
     solution_methods,
     to_lsd,
+    toy_path_length,
 )
 
-EQ = re.compile(r"^(\d\d)([+-])(\d\d)=(\d\d)$")
 
-
-def _equations(path: str) -> list[tuple[int, str, int, int]]:
-    out = []
-    for line in path.split("\n"):
-        m = EQ.match(line)
-        assert m, f"not an equation: {line!r}"
-        out.append((from_lsd(m[1]), m[2], from_lsd(m[3]), from_lsd(m[4])))
-    return out
+def _equations(path: str, digits: int) -> list[tuple[int, str, int, int]]:
+    eqs = parse_equations(path, digits)
+    assert eqs and all(eq is not None for eq in eqs), f"not equations of {digits}-digit numbers: {path!r}"
+    return eqs
 
 
 def test_lsd_round_trip_and_range():
@@ -44,17 +44,20 @@ def test_lsd_round_trip_and_range():
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10**6), index=st.integers(0, 10**6))
-def test_paths_are_correct_arithmetic_except_one_slip(seed, index):
-    inst = ToyArithmetic(seed=seed, slip_rate=0.5).instance(index)
+@given(seed=st.integers(0, 10**6), index=st.integers(0, 10**6), digits=st.sampled_from([1, 2]))
+def test_paths_are_correct_arithmetic_except_one_slip(seed, index, digits):
+    inst = ToyArithmetic(seed=seed, slip_rate=0.5, digits=digits).instance(index)
     p = inst.problem
-    assert 2 <= len(p.events) <= 3 and 10 <= p.start <= 99 and all(10 <= abs(e) <= 99 for e in p.events)
+    low, high = (1, 9) if digits == 1 else (10, 99)
+    assert 2 <= len(p.events) <= 3 and low <= p.start <= high and all(low <= abs(e) <= high for e in p.events)
     assert str(p.start) in p.question
+    assert len(set(solution_methods(p.start, p.events, high))) >= 2  # genuinely different methods exist
     for path, slipped, answer in zip(inst.paths, inst.slipped, inst.path_answers, strict=True):
-        eqs = _equations(path)
+        eqs = _equations(path, digits)
         wrong = [(a, op, b, c) for a, op, b, c in eqs if (a + b if op == "+" else a - b) != c]
         assert len(wrong) == (1 if slipped else 0)
-        assert all(0 <= v <= 99 for eq in eqs for v in (eq[0], eq[2], eq[3]))
+        assert [not equation_is_right(eq) for eq in eqs].count(True) == len(wrong)
+        assert all(0 <= v <= high for eq in eqs for v in (eq[0], eq[2], eq[3]))
         assert eqs[-1][3] == answer
         if not slipped:
             assert answer == p.answer
@@ -66,6 +69,9 @@ def test_methods_are_distinct_and_reach_the_answer():
     eqs = [run_program(m) for m in methods]
     assert len(set(eqs)) == len(eqs) >= 4  # 6 orders minus those out of range, plus grouped / net methods
     assert all(e[-1][3] == 55 for e in eqs)
+    small = [run_program(m) for m in solution_methods(5, (2, -3, 1), max_value=9)]
+    assert len(set(small)) == len(small) >= 6 and all(e[-1][3] == 5 for e in small)
+    assert all(0 <= v <= 9 for e in small for eq in e for v in (eq[0], eq[2], eq[3]))
     inst = ToyArithmetic(seed=0).instance(0)
     assert len(set(inst.paths) | {None}) >= 2
 
@@ -83,6 +89,8 @@ def test_held_out_test_problems_never_in_train():
     test = task.test_questions(200)
     train = task.train_instances(3000, test_size=200)
     assert not {inst.problem.question for inst in train} & test
+    held_numbers = task.test_numbers(200)
+    assert not {numbers_key(inst.problem) for inst in train} & held_numbers
     assert len({inst.problem.id for inst in train}) == len(train)
 
 
@@ -100,16 +108,18 @@ def test_nap_and_longcot_rows_share_traces():
         assert rows["nap"]["path_correct"] == [a == inst.problem.answer for a in inst.path_answers]
 
 
-def test_every_instance_fits_the_nap_tiny_canvas():
+@pytest.mark.parametrize("digits", [1, 2])
+def test_every_instance_fits_the_nap_tiny_canvas(digits):
     from transformers import PreTrainedTokenizerFast
 
     from nap_hf.testing import LLADA_SPECIALS
 
-    task = ToyArithmetic(seed=0)
+    task = ToyArithmetic(seed=0, digits=digits)
     insts = task.instances(400)
     corpus = [t for inst in insts[:300] for t in (inst.problem.question, inst.rows()["nap"]["completion"])]
     tok = PreTrainedTokenizerFast(tokenizer_object=build_toy_tokenizer(corpus, specials=LLADA_SPECIALS))
-    layout = build_layout(tok, 3, TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
+    assert task.path_length == toy_path_length(digits) == (TOY_PATH_LENGTH if digits == 1 else 32)
+    layout = build_layout(tok, 3, task.path_length, TOY_SUMMARY_LENGTH)
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     for inst in insts:
         assert render_slot_aligned(tok, inst.paths, inst.summary, layout, filler_id=eos) is not None
@@ -134,10 +144,21 @@ def test_bad_arguments():
         ToyArithmetic(slip_rate=1.5)
     with pytest.raises(ValueError, match="max_ops"):
         ToyArithmetic(max_ops=4)
+    with pytest.raises(ValueError, match="digits"):
+        ToyArithmetic(digits=3)
+    with pytest.raises(ValueError, match="digits=2"):
+        ToyArithmetic(question_numbers="lsd")
+
+
+def test_parse_equations():
+    assert parse_equations("7-3=4\n\n4+4=8\n") == [(7, "-", 3, 4), (4, "+", 4, 8)]
+    assert parse_equations("32+51=83", digits=2) == [(23, "+", 15, 38)]
+    assert parse_equations("7-3=\n12+1=13\nfoo") == [None, None, None]  # malformed / wrong width
+    assert [equation_is_right(eq) for eq in parse_equations("7-3=4\n5+1=7\nx")] == [True, False, False]
 
 
 def test_lsd_question_numbers_are_copied_verbatim_by_the_paths():
-    dec, lsd = ToyArithmetic(seed=2), ToyArithmetic(seed=2, question_numbers="lsd")
+    dec, lsd = ToyArithmetic(seed=2, digits=2), ToyArithmetic(seed=2, question_numbers="lsd", digits=2)
     for i in range(20):
         a, b = dec.instance(i), lsd.instance(i)
         assert a.paths == b.paths and a.problem.answer == b.problem.answer  # same task, other notation

@@ -2,13 +2,20 @@
 and wordings) whose solutions follow genuinely different orders of operations, with a share of noisy paths that
 contain one arithmetic slip (the paper's Figure 5), emitted through the NAP format module.
 
-Number format in the reasoning paths (decided here, so that a ~2M-parameter model can learn the arithmetic on a
-CPU): every number has two digits written least-significant first (23 -> ``32``, 7 -> ``70``), so each digit
-of a result depends only on the digits at its own place and the one before it (the carry is local). Questions
-and the boxed answer use ordinary decimal notation. Every operand is in [10, 99]; every intermediate value of
-every method is in [0, 99].
+Numbers (decided here, so that a ~2M-parameter model can learn the arithmetic on a CPU). The default,
+``digits=1``, keeps every operand in [1, 9] and every intermediate value of every method in [0, 9], so an
+equation is a single-digit fact and the difficulty lies in the structure (which operands, in which order, a
+slip that propagates), not in carries. ``digits=2`` is the harder calibration that was tried first: operands in
+[10, 99], values in [0, 99], written in the paths with two digits least-significant first (23 -> ``32``), so
+a carry is local; a 2.2M-parameter model reached 54% correct equations and 4% answers after 4000 steps on it
+(README, nap-tiny section). Questions and the boxed answer use ordinary decimal notation.
 
-A path is one equation per line, e.g. for "23 + 15 - 18"::
+A path is one equation per line, e.g. for "7 - 3 + 4" (``digits=1``)::
+
+    7-3=4
+    4+4=8
+
+or for "23 + 15 - 18" (``digits=2``)::
 
     32+51=83
     83-81=02
@@ -25,6 +32,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,15 +48,20 @@ __all__ = [
     "to_lsd",
     "from_lsd",
     "toy_summary",
+    "parse_equations",
+    "equation_is_right",
+    "numbers_key",
     "majority_answer",
     "TOY_PATH_LENGTH",
+    "toy_path_length",
     "TOY_SUMMARY_LENGTH",
     "TOY_TAGS",
     "build_toy_tokenizer",
 ]
 
-TOY_PATH_LENGTH = 32
-"""Slot size of one path in the nap-tiny canvas (3 equations x 9 tokens + the closing tag fit)."""
+TOY_PATH_LENGTH = 20
+"""Slot size of one path in the nap-tiny canvas (default task, ``digits=1``: 3 equations x 6 tokens + the
+closing tag fit). The ``digits=2`` task needs :func:`toy_path_length` (32)."""
 TOY_SUMMARY_LENGTH = 12
 """Slot size of the summary in the nap-tiny canvas."""
 TOY_TAGS = [
@@ -60,6 +73,12 @@ TOY_TAGS = [
     "</summary>",
 ]
 """Format tags that the toy tokenizer keeps as single (non-special) tokens."""
+
+
+def toy_path_length(digits: int) -> int:
+    """Slot size of one path for numbers of `digits` digits: 3 equations of ``3 * digits + 3`` tokens, the
+    newlines and the closing tag, rounded up."""
+    return {1: TOY_PATH_LENGTH, 2: 32}[digits]
 
 
 def to_lsd(value: int) -> str:
@@ -74,6 +93,30 @@ def from_lsd(text: str) -> int:
     if len(text) != 2 or not text.isdigit():
         raise ValueError(f"expected two digits, got {text!r}.")
     return int(text[0]) + 10 * int(text[1])
+
+
+_EQUATION = re.compile(r"^\s*(\d+)\s*([+-])\s*(\d+)\s*=\s*(\d+)\s*$")
+
+
+def parse_equations(text: str, digits: int = 1) -> list[Equation | None]:
+    """The equations of a decoded path (one per non-empty line), as ``(left, op, right, result)`` values; a
+    line that is not an equation of `digits`-digit numbers gives None."""
+    out: list[Equation | None] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        match = _EQUATION.match(line)
+        if match is None or any(len(match.group(g)) != digits for g in (1, 3, 4)):
+            out.append(None)
+            continue
+        num = from_lsd if digits == 2 else int
+        out.append((num(match.group(1)), match.group(2), num(match.group(3)), num(match.group(4))))
+    return out
+
+
+def equation_is_right(eq: Equation | None) -> bool:
+    """Whether a parsed equation's arithmetic is right (None, a malformed line, is not)."""
+    return eq is not None and _apply(eq[0], eq[1], eq[2]) == eq[3]
 
 
 def toy_summary(answer: int | str) -> str:
@@ -180,9 +223,14 @@ Operand = tuple[str, int]  # ("lit", value) or ("eq", index of an earlier equati
 Program = tuple[tuple[Operand, str, Operand], ...]
 
 
-def _eq_text(eq: Equation) -> str:
+def _eq_text(eq: Equation, digits: int = 2) -> str:
     left, op, right, result = eq
-    return f"{to_lsd(left)}{op}{to_lsd(right)}={to_lsd(result)}"
+    num = to_lsd if digits == 2 else str
+    return f"{num(left)}{op}{num(right)}={num(result)}"
+
+
+def _max_value(digits: int) -> int:
+    return 10**digits - 1
 
 
 def _apply(left: int, op: str, right: int) -> int:
@@ -205,12 +253,13 @@ def run_program(program: Program, slip: tuple[int, int] | None = None) -> tuple[
     return tuple(eqs)
 
 
-def _in_range(eqs: Sequence[Equation]) -> bool:
-    return all(0 <= v <= 99 for eq in eqs for v in (eq[0], eq[2], eq[3]))
+def _in_range(eqs: Sequence[Equation], max_value: int = 99) -> bool:
+    return all(0 <= v <= max_value for eq in eqs for v in (eq[0], eq[2], eq[3]))
 
 
-def solution_methods(start: int, events: Sequence[int]) -> list[Program]:
-    """Every distinct method (a program of equations) that solves the problem with all values in [0, 99]:
+def solution_methods(start: int, events: Sequence[int], max_value: int = 99) -> list[Program]:
+    """Every distinct method (a program of equations) that solves the problem with all values in
+    [0, `max_value`]:
     the events applied one by one in any order, and the grouped methods (total gain and total loss first, then
     applied in either order; or the net change first)."""
     methods: list[Program] = []
@@ -218,7 +267,7 @@ def solution_methods(start: int, events: Sequence[int]) -> list[Program]:
 
     def add(program: list[tuple[Operand, str, Operand]]) -> None:
         eqs = run_program(tuple(program))
-        if program and _in_range(eqs) and eqs not in seen:
+        if program and _in_range(eqs, max_value) and eqs not in seen:
             seen.add(eqs)
             methods.append(tuple(program))
 
@@ -265,13 +314,15 @@ def solution_methods(start: int, events: Sequence[int]) -> list[Program]:
     return methods
 
 
-def _slip(program: Program, rng: random.Random) -> tuple[Equation, ...] | None:
-    """The method with ONE arithmetic slip (a dropped carry / borrow or a units digit off by one or two),
-    propagated to the later equations that use the wrong value. None if no slip keeps every value in range."""
+def _slip(program: Program, rng: random.Random, digits: int = 2) -> tuple[Equation, ...] | None:
+    """The method with ONE arithmetic slip (a units digit off by one or two; with two digits also a dropped
+    carry / borrow), propagated to the later equations that use the wrong value. None if no slip keeps every
+    value in range."""
+    deltas = [10, -10, 1, -1, 2, -2] if digits == 2 else [1, -1, 2, -2]
     for _ in range(20):
         k = rng.randrange(len(program))
-        eqs = run_program(program, slip=(k, rng.choice([10, -10, 1, -1, 2, -2])))
-        if _in_range(eqs):
+        eqs = run_program(program, slip=(k, rng.choice(deltas)))
+        if _in_range(eqs, _max_value(digits)):
             return eqs
     return None
 
@@ -283,10 +334,11 @@ class ToyInstance:
     problem: ToyProblem
     methods: list[tuple[Equation, ...]]  # the equations of each path, as written
     slipped: list[bool]
+    digits: int = 1
 
     @property
     def paths(self) -> list[str]:
-        return ["\n".join(_eq_text(eq) for eq in eqs) for eqs in self.methods]
+        return ["\n".join(_eq_text(eq, self.digits) for eq in eqs) for eqs in self.methods]
 
     @property
     def path_answers(self) -> list[int]:
@@ -329,7 +381,9 @@ class ToyArithmetic:
         slip_rate: probability that a path contains one arithmetic slip.
         min_ops / max_ops: operations per problem (events after the start value).
         question_numbers: `"decimal"` (ordinary numbers in the question) or `"lsd"` (the paths' two-digit,
-            least-significant-first form, so a path copies its operands verbatim).
+            least-significant-first form, so a path copies its operands verbatim; only with ``digits=2``).
+        digits: 1 (default: operands in [1, 9], every value in [0, 9]) or 2 (operands in [10, 99], values in
+            [0, 99], written least-significant first in the paths; see the module docstring).
 
     Example:
     ```python
@@ -346,6 +400,7 @@ class ToyArithmetic:
     question_numbers: str = "decimal"
     min_ops: int = 2
     max_ops: int = 3
+    digits: int = 1
     templates: list[_Template] = field(default_factory=lambda: list(_TEMPLATES))
 
     def __post_init__(self) -> None:
@@ -355,6 +410,12 @@ class ToyArithmetic:
             raise ValueError("need 1 <= `min_ops` <= `max_ops` <= 3 (a path slot holds 3 equations).")
         if self.question_numbers not in ("decimal", "lsd"):
             raise ValueError(f"`question_numbers` must be 'decimal' or 'lsd', got {self.question_numbers!r}.")
+        if self.digits not in (1, 2):
+            raise ValueError(f"`digits` must be 1 or 2, got {self.digits}.")
+        if self.question_numbers == "lsd" and self.digits != 2:
+            raise ValueError(
+                "`question_numbers='lsd'` needs `digits=2` (single digits read the same both ways)."
+            )
         if self.num_paths < 1:
             raise ValueError(f"`num_paths` must be >= 1, got {self.num_paths}.")
 
@@ -367,9 +428,10 @@ class ToyArithmetic:
         rng = self._rng(split, index)
         while True:
             n_ops = rng.randint(self.min_ops, self.max_ops)
-            start = rng.randint(10, 99)
-            events = tuple(rng.choice([1, -1]) * rng.randint(10, 99) for _ in range(n_ops))
-            if len(solution_methods(start, events)) >= 1:
+            low, high = (1, 9) if self.digits == 1 else (10, 99)
+            start = rng.randint(low, high)
+            events = tuple(rng.choice([1, -1]) * rng.randint(low, high) for _ in range(n_ops))
+            if len(solution_methods(start, events, _max_value(self.digits))) >= 2:  # >= 2 different methods
                 break
         tpl = rng.choice(self.templates)
         name, other = rng.sample(_NAMES, 2)
@@ -396,7 +458,7 @@ class ToyArithmetic:
         with probability `slip_rate`."""
         problem = self.problem(index, split)
         rng = self._rng(split + ":paths", index)
-        methods = solution_methods(problem.start, problem.events)
+        methods = solution_methods(problem.start, problem.events, _max_value(self.digits))
         if len(methods) >= self.num_paths:
             chosen = rng.sample(methods, self.num_paths)
         else:
@@ -404,10 +466,15 @@ class ToyArithmetic:
             rng.shuffle(chosen)
         out, slipped = [], []
         for program in chosen:
-            bad = _slip(program, rng) if rng.random() < self.slip_rate else None
+            bad = _slip(program, rng, self.digits) if rng.random() < self.slip_rate else None
             out.append(bad if bad is not None else run_program(program))
             slipped.append(bad is not None)
-        return ToyInstance(problem=problem, methods=out, slipped=slipped)
+        return ToyInstance(problem=problem, methods=out, slipped=slipped, digits=self.digits)
+
+    @property
+    def path_length(self) -> int:
+        """The canvas slot size of one path for this task's numbers."""
+        return toy_path_length(self.digits)
 
     def instances(self, n: int, split: str = "train", start: int = 0) -> list[ToyInstance]:
         return [self.instance(i, split) for i in range(start, start + n)]
@@ -415,16 +482,28 @@ class ToyArithmetic:
     def test_questions(self, n: int) -> set[str]:
         return {self.problem(i, "test").question for i in range(n)}
 
+    def test_numbers(self, n: int) -> set[tuple[int, tuple[int, ...]]]:
+        """The number content (:func:`numbers_key`) of the first `n` test problems."""
+        return {numbers_key(self.problem(i, "test")) for i in range(n)}
+
     def train_instances(self, n: int, test_size: int = 200) -> list[ToyInstance]:
-        """`n` training instances whose questions never equal one of the first `test_size` test questions."""
+        """`n` training instances that share neither the question text nor the numbers (start value and the
+        multiset of events, :func:`numbers_key`) with one of the first `test_size` test problems: a test
+        problem's answer can't be recalled, only computed."""
         held_out = self.test_questions(test_size)
+        held_numbers = self.test_numbers(test_size)
         out, i = [], 0
         while len(out) < n:
             inst = self.instance(i, "train")
-            if inst.problem.question not in held_out:
+            if inst.problem.question not in held_out and numbers_key(inst.problem) not in held_numbers:
                 out.append(inst)
             i += 1
         return out
+
+
+def numbers_key(problem: ToyProblem) -> tuple[int, tuple[int, ...]]:
+    """What a problem is about, up to wording and event order: the start value and the sorted events."""
+    return problem.start, tuple(sorted(problem.events))
 
 
 def data_stats(instances: Sequence[ToyInstance]) -> dict[str, float]:
@@ -471,12 +550,18 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_toy_data(
-    out_dir: str | Path, *, n_train: int, n_test: int = 200, seed: int = 0, question_numbers: str = "decimal"
+    out_dir: str | Path,
+    *,
+    n_train: int,
+    n_test: int = 200,
+    seed: int = 0,
+    question_numbers: str = "decimal",
+    digits: int = 1,
 ) -> dict[str, Any]:
     """Write ``{nap,longcot}-train.jsonl`` and ``test.jsonl`` (questions + gold, never in train) and
     ``stats.json`` to `out_dir`; return the stats."""
     out = Path(out_dir)
-    task = ToyArithmetic(seed=seed, question_numbers=question_numbers)
+    task = ToyArithmetic(seed=seed, question_numbers=question_numbers, digits=digits)
     train = task.train_instances(n_train, test_size=n_test)
     rows = [inst.rows() for inst in train]
     _write_jsonl(out / "nap-train.jsonl", [r["nap"] for r in rows])
@@ -486,6 +571,7 @@ def write_toy_data(
     stats = {
         "seed": seed,
         "question_numbers": question_numbers,
+        "digits": digits,
         "train": data_stats(train),
         "test": data_stats(test),
     }
@@ -501,12 +587,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n_train", type=int, default=100_000)
     parser.add_argument("--n_test", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--digits", type=int, choices=[1, 2], default=1)
     args = parser.parse_args(argv)
-    print(
-        json.dumps(
-            write_toy_data(args.out_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed), indent=2
-        )
+    stats = write_toy_data(
+        args.out_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed, digits=args.digits
     )
+    print(json.dumps(stats, indent=2))
 
 
 if __name__ == "__main__":

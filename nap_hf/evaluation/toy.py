@@ -10,13 +10,20 @@ from typing import Any, Literal
 import torch
 
 from ..data.format import build_layout, parse_instance, parse_longcot
-from ..data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH, ToyProblem
+from ..data.toy_arithmetic import (
+    TOY_SUMMARY_LENGTH,
+    ToyProblem,
+    equation_is_right,
+    majority_answer,
+    parse_equations,
+    toy_path_length,
+)
 from ..metrics import global_arness
 
 __all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "toy_prompts"]
 
-LONGCOT_GEN_LENGTH = 112
-"""Generated length of the Long-CoT model (its longest training completion is 95 tokens + EOS)."""
+LONGCOT_GEN_LENGTH = 72
+"""Generated length of the Long-CoT model (its longest training completion is 67 tokens + EOS)."""
 
 
 @dataclass(frozen=True)
@@ -26,14 +33,16 @@ class ToyDecoding:
     Args:
         strategy: `parallel_forced`, `confidence` (AO), `ar` or `random`.
         tokens_per_step: k; steps = generated slots / k.
-        m: parallel-forced paths (the slot size keeps the total budget `3 x TOY_PATH_LENGTH` when m < 3).
+        m: parallel-forced paths (the slot size keeps the total budget of 3 paths when m < 3).
         layout: `nap` (the NAP model: structured length, NAP text) or `longcot` (the Long-CoT model).
+        digits: the task's number width (`ToyArithmetic.digits`), which sets the path slot size.
     """
 
     strategy: str = "parallel_forced"
     tokens_per_step: int = 1
     m: int = 3
     layout: Literal["nap", "longcot"] = "nap"
+    digits: int = 1
 
     @property
     def name(self) -> str:
@@ -43,7 +52,7 @@ class ToyDecoding:
     def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
         """`generate` keyword arguments (steps follow from the slot count and k)."""
         if self.strategy == "parallel_forced":
-            path_length = 3 * TOY_PATH_LENGTH // self.m
+            path_length = 3 * toy_path_length(self.digits) // self.m
             slots = self.m * path_length + TOY_SUMMARY_LENGTH
             return dict(
                 strategy="parallel_forced",
@@ -54,7 +63,7 @@ class ToyDecoding:
                 tokenizer=tokenizer,
             )
         if self.layout == "nap":
-            gen_length = build_layout(tokenizer, 3, TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH).length
+            gen_length = build_layout(tokenizer, 3, toy_path_length(self.digits), TOY_SUMMARY_LENGTH).length
         else:
             gen_length = LONGCOT_GEN_LENGTH
         kwargs = dict(
@@ -67,13 +76,20 @@ class ToyDecoding:
 
 @dataclass
 class ToyResult:
-    """Accuracy and Global-ARness@1 of one decoding rule; `records` hold every problem's output."""
+    """Accuracy and Global-ARness@1 of one decoding rule; `records` hold every problem's output.
+
+    `equation_accuracy` is the share of the decoded equations (one per non-empty line of the reasoning) whose
+    arithmetic is right; `vote_accuracy` the accuracy of a majority vote over the decoded paths' last results
+    (NAP layout only; None for Long-CoT), to compare with the summary's `accuracy`.
+    """
 
     decoding: str
     accuracy: float
     global_arness: float
     nfe: float
     n: int
+    equation_accuracy: float = 0.0
+    vote_accuracy: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -134,6 +150,8 @@ def evaluate_toy(
             else:
                 text = tokenizer.decode(out.sequences[i, P:], skip_special_tokens=True)
                 answer, paths = _answer(text, decoding.layout)
+            equations = [parse_equations(p, decoding.digits) for p in paths]
+            path_answers = [eqs[-1][3] if eqs and eqs[-1] is not None else None for eqs in equations]
             records.append(
                 {
                     "id": problem.id,
@@ -141,14 +159,24 @@ def evaluate_toy(
                     "answer": answer,
                     "correct": _same(answer, problem.answer),
                     "paths": paths,
+                    "path_answers": path_answers,
+                    "equations_right": [equation_is_right(eq) for eqs in equations for eq in eqs],
                     "global_arness@1": g,
                 }
             )
+    equations_right = [ok for r in records for ok in r["equations_right"]]
+    vote = None
+    if decoding.layout == "nap":
+        vote = sum(
+            bool(r["path_answers"]) and majority_answer(r["path_answers"]) == r["gold"] for r in records
+        ) / len(records)
     return ToyResult(
         decoding=decoding.name,
         accuracy=sum(r["correct"] for r in records) / len(records),
         global_arness=sum(arness) / len(arness),
         nfe=sum(nfe) / len(nfe),
         n=len(records),
+        equation_accuracy=sum(equations_right) / max(1, len(equations_right)),
+        vote_accuracy=vote,
         records=records,
     )
