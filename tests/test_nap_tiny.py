@@ -107,3 +107,46 @@ def test_train_resume_and_export(prepared, tmp_path):
     res = evaluate_toy(model, tok, problems, ToyDecoding(strategy="ar", layout="longcot", tokens_per_step=2))
     assert res.nfe == LONGCOT_GEN_LENGTH // 2 == 36 and res.global_arness == pytest.approx(1.0)
     assert 0.0 <= res.equation_accuracy <= 1.0 and res.vote_accuracy is None
+
+
+@pytest.mark.parametrize("kind", ["nap", "longcot"])
+def test_phase2_configs_continue_phase1(kind):
+    """Phase 2 starts from phase 1's output, on the same data and canvas, with its own output_dir and data order."""
+    import yaml
+
+    from nap_hf.data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH
+
+    one = yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_{kind}_cpu.yaml").read_text())
+    two = yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_{kind}_cpu_phase2.yaml").read_text())
+    assert two["model_name_or_path"] == one["output_dir"] != two["output_dir"]
+    assert two["seed"] != one["seed"] and two["learning_rate"] < one["learning_rate"]
+    same = (
+        "dataset_name",
+        "slot_aligned",
+        "loss_weight",
+        "loss_normalization",
+        "per_device_train_batch_size",
+    )
+    assert {k: one.get(k) for k in same} == {k: two.get(k) for k in same}
+    if kind == "nap":
+        assert (one["path_length"], one["summary_length"]) == (TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
+        assert (two["path_length"], two["summary_length"]) == (TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
+
+
+@pytest.mark.parametrize("name", ["nap-tiny", "nap-tiny-longcot"])
+def test_shipped_models_load_offline_and_are_small(name):
+    """The embedded checkpoints: at most 25 MB, loaded by path, with a card and the generation defaults."""
+    from transformers import AutoModel, AutoTokenizer
+
+    import nap_hf  # noqa: F401
+
+    path = REPO / "models" / name
+    if not (path / "model.safetensors").exists():
+        pytest.skip(f"{path} is not in this checkout")
+    assert sum(f.stat().st_size for f in path.iterdir()) < 25 * 2**20
+    model = AutoModel.from_pretrained(path)
+    AutoTokenizer.from_pretrained(path)
+    expected = "parallel_forced" if name == "nap-tiny" else "confidence"
+    assert model.generation_config.strategy == expected
+    card = (path / "README.md").read_text()
+    assert "trained from scratch" in card.lower() and "toy arithmetic" in card
