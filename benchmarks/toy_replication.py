@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200, help="held-out problems")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4], help="tokens per step")
     parser.add_argument("--seed", type=int, default=0, help="the toy task's seed (as in training)")
+    parser.add_argument("--digits", type=int, choices=[1, 2], default=1, help="the toy task's number width")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "toy_replication"))
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     from nap_hf.data.toy_arithmetic import ToyArithmetic, data_stats
     from nap_hf.evaluation.toy import ToyDecoding, evaluate_toy
 
-    task = ToyArithmetic(seed=args.seed)
+    task = ToyArithmetic(seed=args.seed, digits=args.digits)
     problems = [task.problem(i, "test") for i in range(args.n)]
     ceiling = data_stats(task.instances(args.n, "test"))["majority_vote_ceiling"]
     models = {}
@@ -131,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
             continue
         model, tok = models[kind]
         t0 = time.perf_counter()
-        res = evaluate_toy(model, tok, problems, ToyDecoding(**kw), batch_size=args.batch_size)
+        res = evaluate_toy(
+            model, tok, problems, ToyDecoding(**kw, digits=args.digits), batch_size=args.batch_size
+        )
         row = {
             "decoding": res.decoding,
             "accuracy": res.accuracy,
@@ -168,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
             model, tok = models[kind]
             inputs = toy_prompts(tok, problems[:1])
             o = model.generate(
-                **inputs, return_dict_in_generate=True, **ToyDecoding(**kw).generate_kwargs(tok)
+                **inputs,
+                return_dict_in_generate=True,
+                **ToyDecoding(**kw, digits=args.digits).generate_kwargs(tok),
             )
             runs.append(o.trace)
             regions.append(o.regions if o.paths is not None else None)

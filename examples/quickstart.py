@@ -116,7 +116,7 @@ def nap_tiny_demo(path: Path, out_dir: Path, n: int) -> None:
         for j, text in enumerate(out.paths[i], 1):
             eqs = parse_equations(text)
             result = eqs[-1][3] if eqs and eqs[-1] is not None else "?"
-            flag = "" if eqs and all(equation_is_right(eq) for eq in eqs) else "  (arithmetic slip)"
+            flag = "" if eqs and all(equation_is_right(eq) for eq in eqs) else "  (a wrong equation)"
             print(f"  think {j}: {text.replace(chr(10), '  '):24s} -> {result}{flag}")
         ok = out.answer[i] is not None and out.answer[i].strip() == str(problem.answer)
         correct += ok

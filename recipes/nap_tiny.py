@@ -155,14 +155,18 @@ def train(argv: list[str]) -> None:
             training_args.resume_from_checkpoint = last
     layout = "longcot" if "longcot" in str(script_args.dataset_name) else "nap"
     strategy = known.eval_strategy_name or ("parallel_forced" if layout == "nap" else "confidence")
-    problems = held_out_problems(Path(str(script_args.dataset_name)).parent, known.eval_problems)
+    data_dir = Path(str(script_args.dataset_name)).parent
+    problems = held_out_problems(data_dir, known.eval_problems)
+    # the number width `prepare` used sets the path slot of the check; data written before `digits` existed
+    # was the two-digit task
+    digits = json.loads((data_dir / "stats.json").read_text()).get("digits", 2)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     callback = ToyEvalCallback(
         tokenizer,
         problems,
-        ToyDecoding(strategy=strategy, layout=layout),
+        ToyDecoding(strategy=strategy, layout=layout, digits=digits),
         known.eval_every,
         out / "learning_curve.jsonl",
     )
@@ -207,35 +211,26 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         }
     else:
         objective = {}
+
+    def row(benchmark: str, r: dict) -> dict:
+        equations = r.get("equation_accuracy")
+        return {
+            "benchmark": benchmark,
+            "setting": r["decoding"],
+            "accuracy": f"{100 * r['accuracy']:.1f}",
+            "equations right": "-" if equations is None else f"{100 * equations:.1f}",
+            "Global-ARness@1": f"{r.get('global_arness', r.get('global_arness@1')):.3f}",
+        }
+
     evals: list[dict] = []
     curve = run / "learning_curve.jsonl"
     if curve.exists():
         last = [json.loads(x) for x in curve.read_text().splitlines() if x.strip()][-1]
-        evals.append(
-            {
-                "benchmark": f"toy arithmetic, {last['n']} held-out problems (step {last['step']})",
-                "setting": last["decoding"],
-                "accuracy": f"{100 * last['accuracy']:.1f}",
-                "equations right": f"{100 * last['equation_accuracy']:.1f}"
-                if "equation_accuracy" in last
-                else "-",
-                "Global-ARness@1": f"{last['global_arness@1']:.3f}",
-            }
-        )
+        evals.append(row(f"toy arithmetic, {last['n']} held-out problems (step {last['step']})", last))
     if results and Path(results).is_dir():
         for f in sorted(Path(results).glob(f"{kind}-*-n*.json")):
             r = json.loads(f.read_text())
-            evals.append(
-                {
-                    "benchmark": f"toy arithmetic, {r['n']} held-out problems",
-                    "setting": r["decoding"],
-                    "accuracy": f"{100 * r['accuracy']:.1f}",
-                    "equations right": f"{100 * r['equation_accuracy']:.1f}"
-                    if "equation_accuracy" in r
-                    else "-",
-                    "Global-ARness@1": f"{r['global_arness']:.3f}",
-                }
-            )
+            evals.append(row(f"toy arithmetic, {r['n']} held-out problems", r))
     name = "nap-tiny" if kind == "nap" else "nap-tiny-longcot"
     card = render_model_card(
         model_name=name,
@@ -266,6 +261,7 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
 def export(run: str, to: str, kind: str, config: str | None = None, results: str | None = None) -> None:
     """Copy the trained model of `run` to `to` with generation defaults for `kind` (parallel_forced for NAP)
     and a model card."""
+    import yaml
     from transformers import AutoModel, AutoTokenizer
 
     import nap_hf  # noqa: F401
@@ -275,12 +271,16 @@ def export(run: str, to: str, kind: str, config: str | None = None, results: str
     model = AutoModel.from_pretrained(run)
     tok = AutoTokenizer.from_pretrained(run)
     if kind == "nap":
+        # the slots the model was trained on (the training YAML when given; else the default task's)
+        cfg = yaml.safe_load(Path(config).read_text()) if config else {}
+        path_length = cfg.get("path_length", TOY_PATH_LENGTH)
+        summary_length = cfg.get("summary_length", TOY_SUMMARY_LENGTH)
         gen = DiffusionGenerationConfig(
             strategy="parallel_forced",
             m=3,
-            path_length=TOY_PATH_LENGTH,
-            summary_length=TOY_SUMMARY_LENGTH,
-            steps=3 * TOY_PATH_LENGTH + TOY_SUMMARY_LENGTH,
+            path_length=path_length,
+            summary_length=summary_length,
+            steps=3 * path_length + summary_length,
             mask_token_id=model.config.mask_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,

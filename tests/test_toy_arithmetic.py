@@ -65,7 +65,7 @@ def test_paths_are_correct_arithmetic_except_one_slip(seed, index, digits):
 
 
 def test_methods_are_distinct_and_reach_the_answer():
-    methods = solution_methods(50, (20, -30, 15))
+    methods = solution_methods(50, (20, -30, 15), max_value=99)
     eqs = [run_program(m) for m in methods]
     assert len(set(eqs)) == len(eqs) >= 4  # 6 orders minus those out of range, plus grouped / net methods
     assert all(e[-1][3] == 55 for e in eqs)
@@ -169,3 +169,14 @@ def test_lsd_question_numbers_are_copied_verbatim_by_the_paths():
                 assert operand in b.problem.question
     with pytest.raises(ValueError, match="question_numbers"):
         ToyArithmetic(question_numbers="roman")
+
+
+@pytest.mark.parametrize("digits,path_length", [(1, 20), (2, 32)])
+def test_toy_decoding_follows_the_number_width(digits, path_length):
+    from nap_hf.evaluation.toy import ToyDecoding
+
+    kw = ToyDecoding(digits=digits, tokens_per_step=2).generate_kwargs(tokenizer=None)
+    assert kw["path_length"] == path_length == ToyArithmetic(digits=digits).path_length
+    assert kw["steps"] == (3 * path_length + TOY_SUMMARY_LENGTH) // 2
+    m1 = ToyDecoding(digits=digits, m=1).generate_kwargs(tokenizer=None)
+    assert m1["path_length"] == 3 * path_length  # same total budget at m = 1

@@ -75,10 +75,30 @@ TOY_TAGS = [
 """Format tags that the toy tokenizer keeps as single (non-special) tokens."""
 
 
+@dataclass(frozen=True)
+class _Numbers:
+    """Everything that depends on the number width: operand range, how a path writes and reads a number, the
+    slips, and the path slot that 3 equations (3 numbers + 2 signs each), 2 newlines and the closing tag fit."""
+
+    low: int
+    high: int
+    write: Any
+    read: Any
+    slips: tuple[int, ...]
+    path_length: int
+
+
+def _numbers(digits: int) -> _Numbers:
+    if digits == 1:
+        return _Numbers(1, 9, str, int, (1, -1, 2, -2), TOY_PATH_LENGTH)
+    if digits == 2:
+        return _Numbers(10, 99, to_lsd, from_lsd, (10, -10, 1, -1, 2, -2), 32)
+    raise ValueError(f"`digits` must be 1 or 2, got {digits}.")
+
+
 def toy_path_length(digits: int) -> int:
-    """Slot size of one path for numbers of `digits` digits: 3 equations of ``3 * digits + 3`` tokens, the
-    newlines and the closing tag, rounded up."""
-    return {1: TOY_PATH_LENGTH, 2: 32}[digits]
+    """Slot size of one path for numbers of `digits` digits (20 for 1, 32 for 2)."""
+    return _numbers(digits).path_length
 
 
 def to_lsd(value: int) -> str:
@@ -101,6 +121,7 @@ _EQUATION = re.compile(r"^\s*(\d+)\s*([+-])\s*(\d+)\s*=\s*(\d+)\s*$")
 def parse_equations(text: str, digits: int = 1) -> list[Equation | None]:
     """The equations of a decoded path (one per non-empty line), as ``(left, op, right, result)`` values; a
     line that is not an equation of `digits`-digit numbers gives None."""
+    read = _numbers(digits).read
     out: list[Equation | None] = []
     for line in text.splitlines():
         if not line.strip():
@@ -109,8 +130,7 @@ def parse_equations(text: str, digits: int = 1) -> list[Equation | None]:
         if match is None or any(len(match.group(g)) != digits for g in (1, 3, 4)):
             out.append(None)
             continue
-        num = from_lsd if digits == 2 else int
-        out.append((num(match.group(1)), match.group(2), num(match.group(3)), num(match.group(4))))
+        out.append((read(match.group(1)), match.group(2), read(match.group(3)), read(match.group(4))))
     return out
 
 
@@ -223,14 +243,10 @@ Operand = tuple[str, int]  # ("lit", value) or ("eq", index of an earlier equati
 Program = tuple[tuple[Operand, str, Operand], ...]
 
 
-def _eq_text(eq: Equation, digits: int = 2) -> str:
+def _eq_text(eq: Equation, digits: int) -> str:
     left, op, right, result = eq
-    num = to_lsd if digits == 2 else str
-    return f"{num(left)}{op}{num(right)}={num(result)}"
-
-
-def _max_value(digits: int) -> int:
-    return 10**digits - 1
+    write = _numbers(digits).write
+    return f"{write(left)}{op}{write(right)}={write(result)}"
 
 
 def _apply(left: int, op: str, right: int) -> int:
@@ -253,11 +269,11 @@ def run_program(program: Program, slip: tuple[int, int] | None = None) -> tuple[
     return tuple(eqs)
 
 
-def _in_range(eqs: Sequence[Equation], max_value: int = 99) -> bool:
+def _in_range(eqs: Sequence[Equation], max_value: int) -> bool:
     return all(0 <= v <= max_value for eq in eqs for v in (eq[0], eq[2], eq[3]))
 
 
-def solution_methods(start: int, events: Sequence[int], max_value: int = 99) -> list[Program]:
+def solution_methods(start: int, events: Sequence[int], max_value: int = 9) -> list[Program]:
     """Every distinct method (a program of equations) that solves the problem with all values in
     [0, `max_value`]:
     the events applied one by one in any order, and the grouped methods (total gain and total loss first, then
@@ -314,15 +330,15 @@ def solution_methods(start: int, events: Sequence[int], max_value: int = 99) -> 
     return methods
 
 
-def _slip(program: Program, rng: random.Random, digits: int = 2) -> tuple[Equation, ...] | None:
+def _slip(program: Program, rng: random.Random, digits: int) -> tuple[Equation, ...] | None:
     """The method with ONE arithmetic slip (a units digit off by one or two; with two digits also a dropped
     carry / borrow), propagated to the later equations that use the wrong value. None if no slip keeps every
     value in range."""
-    deltas = [10, -10, 1, -1, 2, -2] if digits == 2 else [1, -1, 2, -2]
+    numbers = _numbers(digits)
     for _ in range(20):
         k = rng.randrange(len(program))
-        eqs = run_program(program, slip=(k, rng.choice(deltas)))
-        if _in_range(eqs, _max_value(digits)):
+        eqs = run_program(program, slip=(k, rng.choice(numbers.slips)))
+        if _in_range(eqs, numbers.high):
             return eqs
     return None
 
@@ -410,8 +426,7 @@ class ToyArithmetic:
             raise ValueError("need 1 <= `min_ops` <= `max_ops` <= 3 (a path slot holds 3 equations).")
         if self.question_numbers not in ("decimal", "lsd"):
             raise ValueError(f"`question_numbers` must be 'decimal' or 'lsd', got {self.question_numbers!r}.")
-        if self.digits not in (1, 2):
-            raise ValueError(f"`digits` must be 1 or 2, got {self.digits}.")
+        _numbers(self.digits)  # validates `digits`
         if self.question_numbers == "lsd" and self.digits != 2:
             raise ValueError(
                 "`question_numbers='lsd'` needs `digits=2` (single digits read the same both ways)."
@@ -428,10 +443,10 @@ class ToyArithmetic:
         rng = self._rng(split, index)
         while True:
             n_ops = rng.randint(self.min_ops, self.max_ops)
-            low, high = (1, 9) if self.digits == 1 else (10, 99)
+            low, high = self.numbers.low, self.numbers.high
             start = rng.randint(low, high)
             events = tuple(rng.choice([1, -1]) * rng.randint(low, high) for _ in range(n_ops))
-            if len(solution_methods(start, events, _max_value(self.digits))) >= 2:  # >= 2 different methods
+            if len(solution_methods(start, events, high)) >= 2:  # >= 2 different methods
                 break
         tpl = rng.choice(self.templates)
         name, other = rng.sample(_NAMES, 2)
@@ -458,7 +473,7 @@ class ToyArithmetic:
         with probability `slip_rate`."""
         problem = self.problem(index, split)
         rng = self._rng(split + ":paths", index)
-        methods = solution_methods(problem.start, problem.events, _max_value(self.digits))
+        methods = solution_methods(problem.start, problem.events, self.numbers.high)
         if len(methods) >= self.num_paths:
             chosen = rng.sample(methods, self.num_paths)
         else:
@@ -472,9 +487,13 @@ class ToyArithmetic:
         return ToyInstance(problem=problem, methods=out, slipped=slipped, digits=self.digits)
 
     @property
+    def numbers(self) -> _Numbers:
+        return _numbers(self.digits)
+
+    @property
     def path_length(self) -> int:
         """The canvas slot size of one path for this task's numbers."""
-        return toy_path_length(self.digits)
+        return self.numbers.path_length
 
     def instances(self, n: int, split: str = "train", start: int = 0) -> list[ToyInstance]:
         return [self.instance(i, split) for i in range(start, start + n)]
