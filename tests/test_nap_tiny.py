@@ -110,16 +110,22 @@ def test_train_resume_and_export(prepared, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["nap", "longcot"])
-def test_phase2_configs_continue_phase1(kind):
-    """Phase 2 starts from phase 1's output, on the same data and canvas, with its own output_dir and data order."""
+@pytest.mark.parametrize("phase", [2, 3])
+def test_each_phase_config_continues_the_previous_one(kind, phase):
+    """Phase N starts from phase N-1's output, on the same data and canvas, with its own output_dir, data order
+    and a learning rate no higher than phase 1's."""
     import yaml
 
     from nap_hf.data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH
 
-    one = yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_{kind}_cpu.yaml").read_text())
-    two = yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_{kind}_cpu_phase2.yaml").read_text())
-    assert two["model_name_or_path"] == one["output_dir"] != two["output_dir"]
-    assert two["seed"] != one["seed"] and two["learning_rate"] < one["learning_rate"]
+    def load(n: int, model: str = kind) -> dict:
+        suffix = "" if n == 1 else f"_phase{n}"
+        return yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_{model}_cpu{suffix}.yaml").read_text())
+
+    first, prev, this = load(1), load(phase - 1), load(phase)
+    assert this["model_name_or_path"] == prev["output_dir"] != this["output_dir"]
+    assert this["seed"] not in {load(n)["seed"] for n in range(1, phase)}
+    assert this["learning_rate"] < first["learning_rate"]
     same = (
         "dataset_name",
         "slot_aligned",
@@ -127,10 +133,11 @@ def test_phase2_configs_continue_phase1(kind):
         "loss_normalization",
         "per_device_train_batch_size",
     )
-    assert {k: one.get(k) for k in same} == {k: two.get(k) for k in same}
+    assert {k: first.get(k) for k in same} == {k: this.get(k) for k in same}
     if kind == "nap":
-        assert (one["path_length"], one["summary_length"]) == (TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
-        assert (two["path_length"], two["summary_length"]) == (TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
+        assert (this["path_length"], this["summary_length"]) == (TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH)
+    other = load(phase, "longcot" if kind == "nap" else "nap")  # both models get the same budget
+    assert (this["max_steps"], this["learning_rate"]) == (other["max_steps"], other["learning_rate"])
 
 
 @pytest.mark.parametrize("name", ["nap-tiny", "nap-tiny-longcot"])
