@@ -69,6 +69,15 @@ def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> st
         vote = r.get("vote_accuracy")
         return f"{100 * r['equation_accuracy']:.1f}" + (f" / {100 * vote:.1f}" if vote is not None else "")
 
+    def errors(key: str) -> str:
+        r = results.get(key)
+        if not r or "misread_share" not in r:
+            return "n/a"
+        same = r.get("identical_paths")
+        return f"{100 * r['path_accuracy']:.1f} / {100 * r['misread_share']:.0f}" + (
+            f" / {100 * same:.0f}" if same is not None else ""
+        )
+
     header = [
         "| model | decoding | " + " | ".join(f"k={k}" for k in ks) + " |",
         "|---|---|" + "---|" * len(ks),
@@ -85,6 +94,16 @@ def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> st
     ]
     for model, label, stem in _ROWS:
         lines.append(f"| {model} | {label} | " + " | ".join(detail(f"{stem}-k{k}") for k in ks) + " |")
+    lines += [
+        "",
+        "Where the answers go wrong: decoded paths whose result is right (%) / wrong paths whose every equation is "
+        "right, i.e. that used the wrong numbers or signs of the question (%) / problems whose decoded paths are "
+        "all the same text (%, NAP layout only), same runs.",
+        "",
+        *header,
+    ]
+    for model, label, stem in _ROWS:
+        lines.append(f"| {model} | {label} | " + " | ".join(errors(f"{stem}-k{k}") for k in ks) + " |")
     if ceiling is not None:
         lines += ["", f"Majority-vote ceiling of the test data's own paths: {100 * ceiling:.1f}%."]
     return "\n".join(lines) + "\n"
@@ -143,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
             "n": res.n,
             "equation_accuracy": res.equation_accuracy,
             "vote_accuracy": res.vote_accuracy,
+            "path_accuracy": res.path_accuracy,
+            "misread_share": res.misread_share,
+            "identical_paths": res.identical_paths,
             "seconds": round(time.perf_counter() - t0, 1),
             "records": res.records,
         }

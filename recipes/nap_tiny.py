@@ -114,6 +114,9 @@ class ToyEvalCallback(TrainerCallback):
             "accuracy": res.accuracy,
             "equation_accuracy": res.equation_accuracy,
             "vote_accuracy": res.vote_accuracy,
+            "path_accuracy": res.path_accuracy,
+            "misread_share": res.misread_share,
+            "identical_paths": res.identical_paths,
             "global_arness@1": res.global_arness,
             "seconds": round(time.perf_counter() - t0, 1),
         }

@@ -180,3 +180,30 @@ def test_toy_decoding_follows_the_number_width(digits, path_length):
     assert kw["steps"] == (3 * path_length + TOY_SUMMARY_LENGTH) // 2
     m1 = ToyDecoding(digits=digits, m=1).generate_kwargs(tokenizer=None)
     assert m1["path_length"] == 3 * path_length  # same total budget at m = 1
+
+
+def test_error_breakdown_separates_misreads_from_slips():
+    """`score_toy_records`: a wrong path with right arithmetic is a misread, a wrong path with a wrong equation a
+    slip; identical paths and the vote are counted per problem."""
+    from nap_hf.data.toy_arithmetic import ToyProblem
+    from nap_hf.evaluation.toy import score_toy_records, toy_record
+
+    p = ToyProblem("t", "Ann has 7 apples. She gives 3 to Ben. She finds 4 more. How many?", 7, (-3, 4))  # 8
+    right, misread, slipped = "7-3=4\n4+4=8", "7-4=3\n3+3=6", "7-3=4\n4+4=9"
+    records = [
+        toy_record(p, "8", [right, right, right], arness=0.2),  # all right, all identical
+        toy_record(p, "6", [misread, misread, right], arness=0.4),  # vote 6: wrong; 2 misreads
+        toy_record(p, "9", [slipped, right, right], arness=0.0),  # vote 8: right; 1 slip
+    ]
+    assert [r["paths_arithmetic_right"] for r in records[1:]] == [[True, True, True], [False, True, True]]
+    s = score_toy_records(records, "nap")
+    assert s["accuracy"] == pytest.approx(1 / 3) and s["vote_accuracy"] == pytest.approx(2 / 3)
+    assert s["path_accuracy"] == pytest.approx(6 / 9)
+    assert s["misread_share"] == pytest.approx(2 / 3)  # of the 3 wrong paths, 2 misread and 1 slipped
+    assert s["identical_paths"] == pytest.approx(1 / 3)
+    assert s["global_arness"] == pytest.approx(0.2)
+    assert s["equation_accuracy"] == pytest.approx(17 / 18)
+    chain = score_toy_records([toy_record(p, "6", [misread])], "longcot")
+    assert chain["vote_accuracy"] is None and chain["identical_paths"] is None and chain["misread_share"] == 1.0
+    with pytest.raises(ValueError, match="records"):
+        score_toy_records([], "nap")

@@ -20,7 +20,7 @@ from ..data.toy_arithmetic import (
 )
 from ..metrics import global_arness
 
-__all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "toy_prompts"]
+__all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "score_toy_records", "toy_prompts", "toy_record"]
 
 LONGCOT_GEN_LENGTH = 72
 """Generated length of the Long-CoT model (its longest training completion is 67 tokens + EOS)."""
@@ -81,6 +81,12 @@ class ToyResult:
     `equation_accuracy` is the share of the decoded equations (one per non-empty line of the reasoning) whose
     arithmetic is right; `vote_accuracy` the accuracy of a majority vote over the decoded paths' last results
     (NAP layout only; None for Long-CoT), to compare with the summary's `accuracy`.
+
+    Where the reasoning goes wrong: `path_accuracy` is the share of decoded paths (the one chain for Long-CoT)
+    whose last result is the gold answer; `misread_share` the share of the wrong paths whose every equation is
+    arithmetically right, i.e. the path used the wrong numbers or signs of the question rather than slipping;
+    `identical_paths` the share of problems whose decoded paths are all the same text (NAP layout only), where
+    a vote over the paths cannot repair anything.
     """
 
     decoding: str
@@ -90,6 +96,9 @@ class ToyResult:
     n: int
     equation_accuracy: float = 0.0
     vote_accuracy: float | None = None
+    path_accuracy: float = 0.0
+    misread_share: float = 0.0
+    identical_paths: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -133,7 +142,7 @@ def evaluate_toy(
     ``</think>`` (Long-CoT), and score it against the gold answer."""
     if not problems:
         raise ValueError("`problems` is empty.")
-    records, arness, nfe = [], [], []
+    records, nfe = [], []
     kwargs = decoding.generate_kwargs(tokenizer)
     for start in range(0, len(problems), batch_size):
         batch = problems[start : start + batch_size]
@@ -144,39 +153,65 @@ def evaluate_toy(
         for i, problem in enumerate(batch):
             trace = out.trace[i : i + 1, P:]
             g = global_arness(trace).mean
-            arness.append(g)
             if out.answer is not None:
                 answer, paths = out.answer[i], out.paths[i]
             else:
                 text = tokenizer.decode(out.sequences[i, P:], skip_special_tokens=True)
                 answer, paths = _answer(text, decoding.layout)
-            equations = [parse_equations(p, decoding.digits) for p in paths]
-            path_answers = [eqs[-1][3] if eqs and eqs[-1] is not None else None for eqs in equations]
-            records.append(
-                {
-                    "id": problem.id,
-                    "gold": problem.answer,
-                    "answer": answer,
-                    "correct": _same(answer, problem.answer),
-                    "paths": paths,
-                    "path_answers": path_answers,
-                    "equations_right": [equation_is_right(eq) for eqs in equations for eq in eqs],
-                    "global_arness@1": g,
-                }
-            )
-    equations_right = [ok for r in records for ok in r["equations_right"]]
-    vote = None
-    if decoding.layout == "nap":
-        vote = sum(
-            bool(r["path_answers"]) and majority_answer(r["path_answers"]) == r["gold"] for r in records
-        ) / len(records)
+            records.append(toy_record(problem, answer, paths, decoding.digits, g))
     return ToyResult(
         decoding=decoding.name,
-        accuracy=sum(r["correct"] for r in records) / len(records),
-        global_arness=sum(arness) / len(arness),
         nfe=sum(nfe) / len(nfe),
         n=len(records),
-        equation_accuracy=sum(equations_right) / max(1, len(equations_right)),
-        vote_accuracy=vote,
         records=records,
+        **score_toy_records(records, decoding.layout),
     )
+
+
+def toy_record(
+    problem: ToyProblem, answer: str | None, paths: Sequence[str], digits: int = 1, arness: float = 0.0
+) -> dict[str, Any]:
+    """One problem's decoded output, checked: the answer against the gold, each path's equations re-computed."""
+    equations = [parse_equations(p, digits) for p in paths]
+    return {
+        "id": problem.id,
+        "gold": problem.answer,
+        "answer": answer,
+        "correct": _same(answer, problem.answer),
+        "paths": list(paths),
+        "path_answers": [eqs[-1][3] if eqs and eqs[-1] is not None else None for eqs in equations],
+        "equations_right": [equation_is_right(eq) for eqs in equations for eq in eqs],
+        "paths_arithmetic_right": [bool(eqs) and all(map(equation_is_right, eqs)) for eqs in equations],
+        "global_arness@1": arness,
+    }
+
+
+def score_toy_records(records: Sequence[dict[str, Any]], layout: str = "nap") -> dict[str, Any]:
+    """The aggregate fields of :class:`ToyResult` (all but `decoding`, `nfe`, `n`) from `toy_record` rows."""
+    if not records:
+        raise ValueError("`records` is empty.")
+    n = len(records)
+    equations_right = [ok for r in records for ok in r["equations_right"]]
+    # (path right?, arithmetic right?) for every decoded path
+    paths = [
+        (a == r["gold"], ok)
+        for r in records
+        for a, ok in zip(r["path_answers"], r["paths_arithmetic_right"], strict=True)
+    ]
+    wrong = [ok for right, ok in paths if not right]
+    vote = identical = None
+    if layout == "nap":
+        vote = (
+            sum(bool(r["path_answers"]) and majority_answer(r["path_answers"]) == r["gold"] for r in records)
+            / n
+        )
+        identical = sum(len(r["paths"]) > 1 and len(set(r["paths"])) == 1 for r in records) / n
+    return {
+        "accuracy": sum(r["correct"] for r in records) / n,
+        "global_arness": sum(r["global_arness@1"] for r in records) / n,
+        "equation_accuracy": sum(equations_right) / max(1, len(equations_right)),
+        "vote_accuracy": vote,
+        "path_accuracy": sum(right for right, _ in paths) / max(1, len(paths)),
+        "misread_share": sum(wrong) / max(1, len(wrong)),
+        "identical_paths": identical,
+    }
