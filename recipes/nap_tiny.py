@@ -9,14 +9,16 @@ python recipes/nap_tiny.py prepare --out_dir outputs/nap-tiny
 
 # 2. train (hours on 2 CPU cores; checkpoints every `save_steps`, resumes from the last one; accuracy on 50
 #    held-out problems every `eval_every` steps goes to <output_dir>/learning_curve.jsonl)
+#    The shipped models had three phases, each continuing the last one's final weights:
+#    tiny_{nap,longcot}_cpu.yaml, then tiny_{nap,longcot}_cpu_phase2.yaml, then ..._phase3.yaml
 python recipes/nap_tiny.py train --config recipes/configs/tiny_nap_cpu.yaml
 python recipes/nap_tiny.py train --config recipes/configs/tiny_longcot_cpu.yaml
 
 # 3. copy the final weights into the repository with the parallel-forced generation defaults and a card
-python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run --to models/nap-tiny --kind nap \
-    --config recipes/configs/tiny_nap_cpu.yaml --results benchmarks/results/toy_replication
-python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run --to models/nap-tiny-longcot --kind longcot \
-    --config recipes/configs/tiny_longcot_cpu.yaml --results benchmarks/results/toy_replication
+python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run3 --to models/nap-tiny --kind nap \
+    --config recipes/configs/tiny_nap_cpu_phase3.yaml --results benchmarks/results/toy_replication
+python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run3 --to models/nap-tiny-longcot --kind longcot \
+    --config recipes/configs/tiny_longcot_cpu_phase3.yaml --results benchmarks/results/toy_replication
 ```
 `train` takes every flag of `recipes/sft.py` (the YAML holds them) plus `--eval_every` and `--eval_problems`.
 """
@@ -177,6 +179,25 @@ def train(argv: list[str]) -> None:
     sft.main(script_args, training_args, model_args, callbacks=[callback])
 
 
+def training_phases(config: str | Path) -> list[tuple[Path, dict]]:
+    """The chain of training configs that ends in `config`, first phase first: a phase whose
+    `model_name_or_path` is another config's `output_dir` (in the same folder) continues that one."""
+    import yaml
+
+    config = Path(config)
+    by_output = {}
+    for other in sorted(config.parent.glob("*.yaml")):
+        cfg = yaml.safe_load(other.read_text()) or {}
+        if isinstance(cfg, dict) and cfg.get("output_dir"):
+            by_output.setdefault(str(cfg["output_dir"]).rstrip("/"), (other, cfg))
+    chain = [(config, yaml.safe_load(config.read_text()))]
+    while True:
+        parent = by_output.get(str(chain[0][1].get("model_name_or_path", "")).rstrip("/"))
+        if parent is None or any(parent[0] == c for c, _ in chain):
+            return chain
+        chain.insert(0, parent)
+
+
 def _card(model, kind: str, run: Path, config: str | None, results: str | None) -> str:
     """The model card: provenance (this recipe, the toy task, the training config) and the evaluation table
     (the learning curve's last check, plus the toy replication's rows for this model when given)."""
@@ -247,17 +268,32 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         license="apache-2.0",
     )
     data = "NAP variant (m = 3 paths + summary, slot-aligned)" if kind == "nap" else "Long-CoT variant"
+    phases = training_phases(config) if config else []
+    commands = (
+        "; then ".join(f"`python recipes/nap_tiny.py train --config {c}`" for c, _ in phases) or "`train`"
+    )
+    steps = sum(int(cfg.get("max_steps", 0)) for _, cfg in phases)
+    schedule = "".join(
+        f"\n- phase {i}: {cfg.get('max_steps')} steps, lr {cfg.get('learning_rate')} {cfg.get('lr_scheduler_type')}, "
+        f"{cfg.get('warmup_steps', 0)} warm-up steps, seed {cfg.get('seed')}"
+        for i, (_, cfg) in enumerate(phases, 1)
+    )
     card = card.replace(
         "A fine-tuned version of a local base checkpoint, trained", "A model trained from scratch"
     )
     card = card.replace("Base model: a local base checkpoint", "Base model: none (random initialisation)")
     return card + (
         "\n## Provenance\n\nTrained from scratch on a 2-core CPU by this repository's recipe "
-        f"(`python recipes/nap_tiny.py train --config {config}`), from the untrained ~2.2M-parameter "
+        f"({commands}; {steps} steps in all, each phase continuing the previous one's final weights), from the untrained ~2.2M-parameter "
         "LLaDA-architecture model and byte-level BPE written by `python recipes/nap_tiny.py prepare`, on the "
         f"{data} of the toy arithmetic task (`nap_hf.data.toy_arithmetic`, seed 0, 200,000 instances). The task, "
         "its numbers (single digits: operands in [1, 9], every value in [0, 9]) and the evaluation are described in the "
         "repository README (nap-tiny section). It is a toy: it only knows this task.\n"
+        + (
+            f"\nTraining phases (batch {phases[-1][1].get('per_device_train_batch_size')}):{schedule}\n"
+            if phases
+            else ""
+        )
     )
 
 

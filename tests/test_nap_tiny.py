@@ -140,6 +140,40 @@ def test_each_phase_config_continues_the_previous_one(kind, phase):
     assert (this["max_steps"], this["learning_rate"]) == (other["max_steps"], other["learning_rate"])
 
 
+@pytest.mark.parametrize("kind", ["nap", "longcot"])
+def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path):
+    """`training_phases` walks model_name_or_path -> output_dir back to phase 1; the card names every phase."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nap_tiny_recipe", REPO / "recipes" / "nap_tiny.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    configs = REPO / "recipes" / "configs"
+    chain = recipe.training_phases(configs / f"tiny_{kind}_cpu_phase3.yaml")
+    assert [c.name for c, _ in chain] == [
+        f"tiny_{kind}_cpu.yaml",
+        f"tiny_{kind}_cpu_phase2.yaml",
+        f"tiny_{kind}_cpu_phase3.yaml",
+    ]
+    assert [c.name for c, _ in recipe.training_phases(configs / f"tiny_{kind}_cpu.yaml")] == [
+        f"tiny_{kind}_cpu.yaml"
+    ]
+    # a cycle (a config that continues its own output) ends the walk instead of looping
+    (tmp_path / "a.yaml").write_text("model_name_or_path: out/b\noutput_dir: out/a\n")
+    (tmp_path / "b.yaml").write_text("model_name_or_path: out/a\noutput_dir: out/b\n")
+    assert [c.name for c, _ in recipe.training_phases(tmp_path / "b.yaml")] == ["a.yaml", "b.yaml"]
+
+    from transformers import AutoModel
+
+    import nap_hf  # noqa: F401
+
+    model = AutoModel.from_pretrained(REPO / "models" / ("nap-tiny" if kind == "nap" else "nap-tiny-longcot"))
+    card = recipe._card(model, kind, tmp_path, str(configs / f"tiny_{kind}_cpu_phase3.yaml"), None)
+    steps = sum(cfg["max_steps"] for _, cfg in chain)
+    assert f"{steps} steps in all" in card and all(f"--config {c}" in card for c, _ in chain)
+    assert "phase 3: 4500 steps" in card
+
+
 @pytest.mark.parametrize("name", ["nap-tiny", "nap-tiny-longcot"])
 def test_shipped_models_load_offline_and_are_small(name):
     """The embedded checkpoints: at most 25 MB, loaded by path, with a card and the generation defaults."""
