@@ -198,6 +198,23 @@ def training_phases(config: str | Path) -> list[tuple[Path, dict]]:
         chain.insert(0, parent)
 
 
+def joined_learning_curve(run: str | Path, config: str | Path | None = None) -> list[dict]:
+    """The learning curve of `run`, preceded by those of the earlier phases of `config`'s chain (each read from
+    its `output_dir`), with `step` counted from the start of phase 1 (`phase` and `phase_step` keep the origin).
+    A phase whose curve is missing still adds its `max_steps` to the count."""
+    phases = training_phases(config) if config else [(None, {})]
+    rows, offset = [], 0
+    for i, (_, cfg) in enumerate(phases, 1):
+        curve = Path(run if i == len(phases) else cfg.get("output_dir", "")) / "learning_curve.jsonl"
+        if curve.is_file():
+            for line in curve.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    rows.append({**r, "step": offset + r["step"], "phase": i, "phase_step": r["step"]})
+        offset += int(cfg.get("max_steps", 0))
+    return rows
+
+
 def _card(model, kind: str, run: Path, config: str | None, results: str | None) -> str:
     """The model card: provenance (this recipe, the toy task, the training config) and the evaluation table
     (the learning curve's last check, plus the toy replication's rows for this model when given)."""
@@ -247,9 +264,9 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         }
 
     evals: list[dict] = []
-    curve = run / "learning_curve.jsonl"
-    if curve.exists():
-        last = [json.loads(x) for x in curve.read_text().splitlines() if x.strip()][-1]
+    curve = joined_learning_curve(run, config)
+    if curve:
+        last = curve[-1]
         evals.append(row(f"toy arithmetic, {last['n']} held-out problems (step {last['step']})", last))
     if results and Path(results).is_dir():
         for f in sorted(Path(results).glob(f"{kind}-*-n*.json")):
@@ -340,10 +357,11 @@ def export(run: str, to: str, kind: str, config: str | None = None, results: str
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    for name in ("learning_curve.jsonl",):
-        if (Path(run) / name).exists():
-            shutil.copy(Path(run) / name, tmp / name)
     from nap_hf.io import write_text_atomic
+
+    curve = joined_learning_curve(run, config)
+    if curve:
+        write_text_atomic(tmp / "learning_curve.jsonl", "".join(json.dumps(r) + "\n" for r in curve))
 
     write_text_atomic(tmp / "README.md", _card(model, kind, Path(run), config, results))
     if Path(to).exists():

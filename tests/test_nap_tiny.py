@@ -174,6 +174,34 @@ def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path):
     assert "phase 3: 4500 steps" in card
 
 
+def test_joined_learning_curve_counts_steps_across_phases(tmp_path):
+    """The exported learning curve joins the phases' curves, with steps counted from the start of phase 1."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nap_tiny_recipe", REPO / "recipes" / "nap_tiny.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    for name, parent, steps in (("one", "init", 30), ("two", "one", 20), ("three", "two", 10)):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"model_name_or_path: {tmp_path / parent}\noutput_dir: {tmp_path / name}\nmax_steps: {steps}\n"
+        )
+    for name, points in (("one", [15, 30]), ("three", [5, 10])):  # phase two's curve is missing
+        (tmp_path / name).mkdir()
+        rows = "".join(json.dumps({"step": s, "accuracy": s / 100}) + "\n" for s in points)
+        (tmp_path / name / "learning_curve.jsonl").write_text(rows)
+    curve = recipe.joined_learning_curve(tmp_path / "three", tmp_path / "three.yaml")
+    assert [(r["step"], r["phase"], r["phase_step"]) for r in curve] == [
+        (15, 1, 15),
+        (30, 1, 30),
+        (55, 3, 5),
+        (60, 3, 10),
+    ]
+    assert [r["step"] for r in recipe.joined_learning_curve(tmp_path / "three")] == [
+        5,
+        10,
+    ]  # no config: one run
+
+
 @pytest.mark.parametrize("name", ["nap-tiny", "nap-tiny-longcot"])
 def test_shipped_models_load_offline_and_are_small(name):
     """The embedded checkpoints: at most 25 MB, loaded by path, with a card and the generation defaults."""
