@@ -17,6 +17,7 @@ python benchmarks/toy_replication.py --n 50 --ks 1    # the quick check used dur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -154,20 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         res = evaluate_toy(
             model, tok, problems, ToyDecoding(**kw, digits=args.digits), batch_size=args.batch_size
         )
-        row = {
-            "decoding": res.decoding,
-            "accuracy": res.accuracy,
-            "global_arness": res.global_arness,
-            "nfe": res.nfe,
-            "n": res.n,
-            "equation_accuracy": res.equation_accuracy,
-            "vote_accuracy": res.vote_accuracy,
-            "path_accuracy": res.path_accuracy,
-            "misread_share": res.misread_share,
-            "identical_paths": res.identical_paths,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "records": res.records,
-        }
+        row = {**dataclasses.asdict(res), "seconds": round(time.perf_counter() - t0, 1)}
         write_text_atomic(file, json.dumps(row) + "\n")
         results[key] = row
         print(

@@ -218,40 +218,26 @@ def joined_learning_curve(run: str | Path, config: str | Path | None = None) -> 
 def _card(model, kind: str, run: Path, config: str | None, results: str | None) -> str:
     """The model card: provenance (this recipe, the toy task, the training config) and the evaluation table
     (the learning curve's last check, plus the toy replication's rows for this model when given)."""
-    import yaml
-
     from nap_hf.hub import decoding_settings, render_model_card
 
-    hyper = {}
-    if config:
-        cfg = yaml.safe_load(Path(config).read_text())
-        keys = (
-            "per_device_train_batch_size",
-            "max_steps",
-            "learning_rate",
-            "lr_scheduler_type",
-            "warmup_steps",
-            "weight_decay",
-            "adam_beta2",
-            "bf16",
-            "seed",
-            "max_length",
+    phases = training_phases(config) if config else []
+    cfg = phases[-1][1] if phases else {}
+    steps = sum(int(c.get("max_steps", 0)) for _, c in phases)
+    # settings shared by every phase; the per-phase schedule (steps, lr, warm-up, seed) is listed under Provenance
+    shared = ("per_device_train_batch_size", "weight_decay", "adam_beta2", "bf16", "max_length")
+    hyper = {k: cfg[k] for k in shared if k in cfg} | ({"max_steps (all phases)": steps} if phases else {})
+    objective = {
+        k: cfg[k]
+        for k in (
+            "loss_weight",
+            "loss_normalization",
+            "slot_aligned",
+            "nap_m",
+            "path_length",
+            "summary_length",
         )
-        hyper = {k: cfg[k] for k in keys if k in cfg}
-        objective = {
-            k: cfg[k]
-            for k in (
-                "loss_weight",
-                "loss_normalization",
-                "slot_aligned",
-                "nap_m",
-                "path_length",
-                "summary_length",
-            )
-            if k in cfg
-        }
-    else:
-        objective = {}
+        if k in cfg
+    }
 
     def row(benchmark: str, r: dict) -> dict:
         equations = r.get("equation_accuracy")
@@ -285,15 +271,13 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         license="apache-2.0",
     )
     data = "NAP variant (m = 3 paths + summary, slot-aligned)" if kind == "nap" else "Long-CoT variant"
-    phases = training_phases(config) if config else []
     commands = (
         "; then ".join(f"`python recipes/nap_tiny.py train --config {c}`" for c, _ in phases) or "`train`"
     )
-    steps = sum(int(cfg.get("max_steps", 0)) for _, cfg in phases)
     schedule = "".join(
-        f"\n- phase {i}: {cfg.get('max_steps')} steps, lr {cfg.get('learning_rate')} {cfg.get('lr_scheduler_type')}, "
-        f"{cfg.get('warmup_steps', 0)} warm-up steps, seed {cfg.get('seed')}"
-        for i, (_, cfg) in enumerate(phases, 1)
+        f"\n- phase {i}: {c.get('max_steps')} steps, lr {c.get('learning_rate')} {c.get('lr_scheduler_type')}, "
+        f"{c.get('warmup_steps', 0)} warm-up steps, seed {c.get('seed')}"
+        for i, (_, c) in enumerate(phases, 1)
     )
     card = card.replace(
         "A fine-tuned version of a local base checkpoint, trained", "A model trained from scratch"
@@ -307,7 +291,7 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         "its numbers (single digits: operands in [1, 9], every value in [0, 9]) and the evaluation are described in the "
         "repository README (nap-tiny section). It is a toy: it only knows this task.\n"
         + (
-            f"\nTraining phases (batch {phases[-1][1].get('per_device_train_batch_size')}):{schedule}\n"
+            f"\nTraining phases (batch {cfg.get('per_device_train_batch_size')}):{schedule}\n"
             if phases
             else ""
         )

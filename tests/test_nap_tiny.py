@@ -113,7 +113,7 @@ def test_train_resume_and_export(prepared, tmp_path):
 @pytest.mark.parametrize("phase", [2, 3])
 def test_each_phase_config_continues_the_previous_one(kind, phase):
     """Phase N starts from phase N-1's output, on the same data and canvas, with its own output_dir, data order
-    and a learning rate no higher than phase 1's."""
+    and a learning rate below phase 1's."""
     import yaml
 
     from nap_hf.data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH
@@ -140,14 +140,20 @@ def test_each_phase_config_continues_the_previous_one(kind, phase):
     assert (this["max_steps"], this["learning_rate"]) == (other["max_steps"], other["learning_rate"])
 
 
-@pytest.mark.parametrize("kind", ["nap", "longcot"])
-def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path):
-    """`training_phases` walks model_name_or_path -> output_dir back to phase 1; the card names every phase."""
+@pytest.fixture(scope="module")
+def recipe():
+    """`recipes/nap_tiny.py` as a module (recipes/ is not a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("nap_tiny_recipe", REPO / "recipes" / "nap_tiny.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind", ["nap", "longcot"])
+def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path, recipe):
+    """`training_phases` walks model_name_or_path -> output_dir back to phase 1; the card names every phase."""
     configs = REPO / "recipes" / "configs"
     chain = recipe.training_phases(configs / f"tiny_{kind}_cpu_phase3.yaml")
     assert [c.name for c, _ in chain] == [
@@ -172,15 +178,11 @@ def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path):
     steps = sum(cfg["max_steps"] for _, cfg in chain)
     assert f"{steps} steps in all" in card and all(f"--config {c}" in card for c, _ in chain)
     assert "phase 3: 4500 steps" in card
+    assert f"| `max_steps (all phases)` | {steps} |" in card  # not the last phase's own max_steps
 
 
-def test_joined_learning_curve_counts_steps_across_phases(tmp_path):
+def test_joined_learning_curve_counts_steps_across_phases(tmp_path, recipe):
     """The exported learning curve joins the phases' curves, with steps counted from the start of phase 1."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("nap_tiny_recipe", REPO / "recipes" / "nap_tiny.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
     for name, parent, steps in (("one", "init", 30), ("two", "one", 20), ("three", "two", 10)):
         (tmp_path / f"{name}.yaml").write_text(
             f"model_name_or_path: {tmp_path / parent}\noutput_dir: {tmp_path / name}\nmax_steps: {steps}\n"
