@@ -9,16 +9,16 @@ python recipes/nap_tiny.py prepare --out_dir outputs/nap-tiny
 
 # 2. train (hours on 2 CPU cores; checkpoints every `save_steps`, resumes from the last one; accuracy on 50
 #    held-out problems every `eval_every` steps goes to <output_dir>/learning_curve.jsonl)
-#    The shipped models had three phases, each continuing the last one's final weights:
-#    tiny_{nap,longcot}_cpu.yaml, then tiny_{nap,longcot}_cpu_phase2.yaml, then ..._phase3.yaml
+#    The shipped models had four phases, each continuing the last one's final weights:
+#    tiny_{nap,longcot}_cpu.yaml, then tiny_{nap,longcot}_cpu_phase2.yaml, ..._phase3.yaml, ..._phase4.yaml
 python recipes/nap_tiny.py train --config recipes/configs/tiny_nap_cpu.yaml
 python recipes/nap_tiny.py train --config recipes/configs/tiny_longcot_cpu.yaml
 
 # 3. copy the final weights into the repository with the parallel-forced generation defaults and a card
-python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run3 --to models/nap-tiny --kind nap \
-    --config recipes/configs/tiny_nap_cpu_phase3.yaml --results benchmarks/results/toy_replication
-python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run3 --to models/nap-tiny-longcot --kind longcot \
-    --config recipes/configs/tiny_longcot_cpu_phase3.yaml --results benchmarks/results/toy_replication
+python recipes/nap_tiny.py export --run outputs/nap-tiny/nap-run4 --to models/nap-tiny --kind nap \
+    --config recipes/configs/tiny_nap_cpu_phase4.yaml --results benchmarks/results/toy_replication
+python recipes/nap_tiny.py export --run outputs/nap-tiny/longcot-run4 --to models/nap-tiny-longcot --kind longcot \
+    --config recipes/configs/tiny_longcot_cpu_phase4.yaml --results benchmarks/results/toy_replication
 ```
 `train` takes every flag of `recipes/sft.py` (the YAML holds them) plus `--eval_every` and `--eval_problems`.
 """

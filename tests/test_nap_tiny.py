@@ -110,7 +110,7 @@ def test_train_resume_and_export(prepared, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["nap", "longcot"])
-@pytest.mark.parametrize("phase", [2, 3])
+@pytest.mark.parametrize("phase", [2, 3, 4])
 def test_each_phase_config_continues_the_previous_one(kind, phase):
     """Phase N starts from phase N-1's output, on the same data and canvas, with its own output_dir, data order
     and a learning rate below phase 1's."""
@@ -155,11 +155,12 @@ def recipe():
 def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path, recipe):
     """`training_phases` walks model_name_or_path -> output_dir back to phase 1; the card names every phase."""
     configs = REPO / "recipes" / "configs"
-    chain = recipe.training_phases(configs / f"tiny_{kind}_cpu_phase3.yaml")
+    chain = recipe.training_phases(configs / f"tiny_{kind}_cpu_phase4.yaml")
     assert [c.name for c, _ in chain] == [
         f"tiny_{kind}_cpu.yaml",
         f"tiny_{kind}_cpu_phase2.yaml",
         f"tiny_{kind}_cpu_phase3.yaml",
+        f"tiny_{kind}_cpu_phase4.yaml",
     ]
     assert [c.name for c, _ in recipe.training_phases(configs / f"tiny_{kind}_cpu.yaml")] == [
         f"tiny_{kind}_cpu.yaml"
@@ -174,10 +175,10 @@ def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path, rec
     import nap_hf  # noqa: F401
 
     model = AutoModel.from_pretrained(REPO / "models" / ("nap-tiny" if kind == "nap" else "nap-tiny-longcot"))
-    card = recipe._card(model, kind, tmp_path, str(configs / f"tiny_{kind}_cpu_phase3.yaml"), None)
+    card = recipe._card(model, kind, tmp_path, str(configs / f"tiny_{kind}_cpu_phase4.yaml"), None)
     steps = sum(cfg["max_steps"] for _, cfg in chain)
     assert f"{steps} steps in all" in card and all(f"--config {c}" in card for c, _ in chain)
-    assert "phase 3: 4500 steps" in card
+    assert "phase 3: 4500 steps" in card and "phase 4: 4500 steps" in card
     assert f"| `max_steps (all phases)` | {steps} |" in card  # not the last phase's own max_steps
 
 

@@ -87,6 +87,8 @@ def test_every_config_is_covered():
         "tiny_longcot_cpu_phase2.yaml",
         "tiny_nap_cpu_phase3.yaml",
         "tiny_longcot_cpu_phase3.yaml",
+        "tiny_nap_cpu_phase4.yaml",
+        "tiny_longcot_cpu_phase4.yaml",
     }  # tiny_*: tested in test_nap_tiny.py
     assert {p.name for p in CONFIGS.glob("*.yaml")} == set(PAPER_CONFIGS) | tiny
     assert {p.name for p in ACCELERATE_CONFIGS.glob("*.yaml")} == {
