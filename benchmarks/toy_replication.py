@@ -11,6 +11,7 @@ file under `--out`; a re-run skips those already there (resumable per configurat
 ```bash
 python benchmarks/toy_replication.py                  # 200 held-out problems, k = 1 2 4 (tens of minutes)
 python benchmarks/toy_replication.py --n 50 --ks 1    # the quick check used during training
+python benchmarks/toy_replication.py --ks 1 --temperature 0.5   # sampled tokens instead of argmax (files *-T0.5-*)
 ```
 """
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from nap_hf.io import write_text_atomic  # noqa: E402
 
 
-def configurations(ks: list[int]) -> list[tuple[str, dict]]:
+def configurations(ks: list[int], temperature: float = 0.0) -> list[tuple[str, dict]]:
     """(model kind, ToyDecoding kwargs) for every row of the tables."""
     out = []
     for k in ks:
@@ -40,11 +41,17 @@ def configurations(ks: list[int]) -> list[tuple[str, dict]]:
         out.append(("nap", dict(strategy="confidence", layout="nap", tokens_per_step=k)))
         for m in (3, 2, 1):
             out.append(("nap", dict(strategy="parallel_forced", layout="nap", m=m, tokens_per_step=k)))
-    return out
+    return [(kind, {**kw, "temperature": temperature}) for kind, kw in out]
+
+
+def _temperature_tag(temperature: float) -> str:
+    """The file-name tag of a sampled run (`-T0.5`); argmax runs have none."""
+    return f"-T{temperature:g}" if temperature else ""
 
 
 def _key(kind: str, kw: dict) -> str:
-    return f"{kind}-{kw['strategy']}-m{kw.get('m', 3)}-k{kw['tokens_per_step']}"
+    tag = _temperature_tag(kw.get("temperature", 0.0))
+    return f"{kind}-{kw['strategy']}-m{kw.get('m', 3)}{tag}-k{kw['tokens_per_step']}"
 
 
 _ROWS = [
@@ -58,7 +65,8 @@ _ROWS = [
 ]
 
 
-def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> str:
+def _table(results: dict[str, dict], ks: list[int], ceiling: float | None, temperature: float = 0.0) -> str:
+    tag = _temperature_tag(temperature)
     def cell(key: str) -> str:
         r = results.get(key)
         return f"{100 * r['accuracy']:.1f} / {r['global_arness']:.2f}" if r else "n/a"
@@ -83,9 +91,10 @@ def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> st
         "| model | decoding | " + " | ".join(f"k={k}" for k in ks) + " |",
         "|---|---|" + "---|" * len(ks),
     ]
-    lines = ["Accuracy (%) / Global-ARness@1 on held-out toy problems; steps = slots / k.", "", *header]
+    sampled = f"; tokens sampled at temperature {temperature:g}" if temperature else ""
+    lines = [f"Accuracy (%) / Global-ARness@1 on held-out toy problems; steps = slots / k{sampled}.", "", *header]
     for model, label, stem in _ROWS:
-        lines.append(f"| {model} | {label} | " + " | ".join(cell(f"{stem}-k{k}") for k in ks) + " |")
+        lines.append(f"| {model} | {label} | " + " | ".join(cell(f"{stem}{tag}-k{k}") for k in ks) + " |")
     lines += [
         "",
         "Equations with right arithmetic (%) / accuracy of a majority vote over the decoded paths' results (%, "
@@ -94,7 +103,7 @@ def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> st
         *header,
     ]
     for model, label, stem in _ROWS:
-        lines.append(f"| {model} | {label} | " + " | ".join(detail(f"{stem}-k{k}") for k in ks) + " |")
+        lines.append(f"| {model} | {label} | " + " | ".join(detail(f"{stem}{tag}-k{k}") for k in ks) + " |")
     lines += [
         "",
         "Where the answers go wrong: decoded paths whose result is right (%) / wrong paths whose every equation is "
@@ -104,7 +113,7 @@ def _table(results: dict[str, dict], ks: list[int], ceiling: float | None) -> st
         *header,
     ]
     for model, label, stem in _ROWS:
-        lines.append(f"| {model} | {label} | " + " | ".join(errors(f"{stem}-k{k}") for k in ks) + " |")
+        lines.append(f"| {model} | {label} | " + " | ".join(errors(f"{stem}{tag}-k{k}") for k in ks) + " |")
     if ceiling is not None:
         lines += ["", f"Majority-vote ceiling of the test data's own paths: {100 * ceiling:.1f}%."]
     return "\n".join(lines) + "\n"
@@ -119,9 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the toy task's seed (as in training)")
     parser.add_argument("--digits", type=int, choices=[1, 2], default=1, help="the toy task's number width")
     parser.add_argument("--batch_size", type=int, default=100)
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="0 = argmax tokens (the tables); > 0 = sampled, seeded"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "toy_replication"))
     args = parser.parse_args(argv)
+    if args.temperature < 0:
+        parser.error(f"--temperature must be >= 0 (0 = argmax), got {args.temperature}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -142,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"(no {kind} model at {path}: its rows are skipped)")
     out = Path(args.out)
     results: dict[str, dict] = {}
-    for kind, kw in configurations(args.ks):
+    for kind, kw in configurations(args.ks, args.temperature):
         key = _key(kind, kw)
         file = out / f"{key}-n{args.n}.json"
         if file.exists():
@@ -164,11 +178,11 @@ def main(argv: list[str] | None = None) -> None:
             f"NFE {res.nfe:.0f}  ({row['seconds']} s)",
             flush=True,
         )
-    table = _table(results, args.ks, ceiling)
-    write_text_atomic(out / f"table-n{args.n}.md", table)
+    table = _table(results, args.ks, ceiling, args.temperature)
+    write_text_atomic(out / f"table-n{args.n}{_temperature_tag(args.temperature)}.md", table)
     print("\n" + table)
 
-    if len(models) == 2:  # Figure 1 at toy scale: one held-out problem, both models at 1 token/step
+    if len(models) == 2 and not args.temperature:  # Figure 1 at toy scale: both models at 1 token/step, argmax
         from nap_hf.evaluation.toy import toy_prompts
         from nap_hf.plotting import plot_decoding_dynamics
 

@@ -205,8 +205,9 @@ def joined_learning_curve(run: str | Path, config: str | Path | None = None) -> 
     phases = training_phases(config) if config else [(None, {})]
     rows, offset = [], 0
     for i, (_, cfg) in enumerate(phases, 1):
-        curve = Path(run if i == len(phases) else cfg.get("output_dir", "")) / "learning_curve.jsonl"
-        if curve.is_file():
+        folder = run if i == len(phases) else cfg.get("output_dir")
+        curve = Path(folder) / "learning_curve.jsonl" if folder else None  # no output_dir: no curve to read
+        if curve is not None and curve.is_file():
             for line in curve.read_text().splitlines():
                 if line.strip():
                     r = json.loads(line)

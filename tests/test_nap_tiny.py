@@ -14,6 +14,13 @@ import torch
 from tests.scripts import run_script
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED_PHASES = 4
+"""Training phases of the shipped models: tiny_{kind}_cpu.yaml, then tiny_{kind}_cpu_phase2.yaml, ..."""
+
+
+def phase_config(kind: str, n: int) -> str:
+    """The file name of phase `n`'s config for `kind` (nap or longcot)."""
+    return f"tiny_{kind}_cpu{'' if n == 1 else f'_phase{n}'}.yaml"
 ENV = {
     **os.environ,
     "HF_HUB_OFFLINE": "1",
@@ -110,7 +117,7 @@ def test_train_resume_and_export(prepared, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["nap", "longcot"])
-@pytest.mark.parametrize("phase", [2, 3, 4])
+@pytest.mark.parametrize("phase", range(2, SHIPPED_PHASES + 1))
 def test_each_phase_config_continues_the_previous_one(kind, phase):
     """Phase N starts from phase N-1's output, on the same data and canvas, with its own output_dir, data order
     and a learning rate below phase 1's."""
@@ -119,8 +126,7 @@ def test_each_phase_config_continues_the_previous_one(kind, phase):
     from nap_hf.data.toy_arithmetic import TOY_PATH_LENGTH, TOY_SUMMARY_LENGTH
 
     def load(n: int, model: str = kind) -> dict:
-        suffix = "" if n == 1 else f"_phase{n}"
-        return yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_{model}_cpu{suffix}.yaml").read_text())
+        return yaml.safe_load((REPO / "recipes" / "configs" / phase_config(model, n)).read_text())
 
     first, prev, this = load(1), load(phase - 1), load(phase)
     assert this["model_name_or_path"] == prev["output_dir"] != this["output_dir"]
@@ -140,28 +146,29 @@ def test_each_phase_config_continues_the_previous_one(kind, phase):
     assert (this["max_steps"], this["learning_rate"]) == (other["max_steps"], other["learning_rate"])
 
 
-@pytest.fixture(scope="module")
-def recipe():
-    """`recipes/nap_tiny.py` as a module (recipes/ is not a package)."""
+def _script_module(relpath: str):
+    """A script of the repository as a module (recipes/ and benchmarks/ are not packages)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("nap_tiny_recipe", REPO / "recipes" / "nap_tiny.py")
+    spec = importlib.util.spec_from_file_location(Path(relpath).stem, REPO / relpath)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    """`recipes/nap_tiny.py` as a module."""
+    return _script_module("recipes/nap_tiny.py")
 
 
 @pytest.mark.parametrize("kind", ["nap", "longcot"])
 def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path, recipe):
     """`training_phases` walks model_name_or_path -> output_dir back to phase 1; the card names every phase."""
     configs = REPO / "recipes" / "configs"
-    chain = recipe.training_phases(configs / f"tiny_{kind}_cpu_phase4.yaml")
-    assert [c.name for c, _ in chain] == [
-        f"tiny_{kind}_cpu.yaml",
-        f"tiny_{kind}_cpu_phase2.yaml",
-        f"tiny_{kind}_cpu_phase3.yaml",
-        f"tiny_{kind}_cpu_phase4.yaml",
-    ]
+    last = phase_config(kind, SHIPPED_PHASES)
+    chain = recipe.training_phases(configs / last)
+    assert [c.name for c, _ in chain] == [phase_config(kind, n) for n in range(1, SHIPPED_PHASES + 1)]
     assert [c.name for c, _ in recipe.training_phases(configs / f"tiny_{kind}_cpu.yaml")] == [
         f"tiny_{kind}_cpu.yaml"
     ]
@@ -175,10 +182,10 @@ def test_training_phases_follow_the_chain_and_reach_the_card(kind, tmp_path, rec
     import nap_hf  # noqa: F401
 
     model = AutoModel.from_pretrained(REPO / "models" / ("nap-tiny" if kind == "nap" else "nap-tiny-longcot"))
-    card = recipe._card(model, kind, tmp_path, str(configs / f"tiny_{kind}_cpu_phase4.yaml"), None)
+    card = recipe._card(model, kind, tmp_path, str(configs / last), None)
     steps = sum(cfg["max_steps"] for _, cfg in chain)
     assert f"{steps} steps in all" in card and all(f"--config {c}" in card for c, _ in chain)
-    assert "phase 3: 4500 steps" in card and "phase 4: 4500 steps" in card
+    assert all(f"phase {n}: {cfg['max_steps']} steps" in card for n, (_, cfg) in enumerate(chain, 1))
     assert f"| `max_steps (all phases)` | {steps} |" in card  # not the last phase's own max_steps
 
 
@@ -222,3 +229,33 @@ def test_shipped_models_load_offline_and_are_small(name):
     assert model.generation_config.strategy == expected
     card = (path / "README.md").read_text()
     assert "trained from scratch" in card.lower() and "toy arithmetic" in card
+
+
+def test_sampled_toy_decoding_is_seeded_and_reaches_the_benchmark_files():
+    """`ToyDecoding(temperature=T)` samples tokens with a fixed seed (a rerun decodes the same text, unlike
+    argmax it can differ), and the benchmark keeps sampled runs in their own files and table."""
+    from transformers import AutoModel, AutoTokenizer
+
+    import nap_hf  # noqa: F401
+    from nap_hf.data.toy_arithmetic import ToyArithmetic
+    from nap_hf.evaluation.toy import ToyDecoding, evaluate_toy
+
+    with pytest.raises(ValueError, match="temperature"):
+        ToyDecoding(temperature=-1)
+    path = REPO / "models" / "nap-tiny"
+    model, tok = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    problems = [ToyArithmetic(seed=0).problem(i, "test") for i in range(4)]
+    sampled = ToyDecoding(temperature=5.0)
+    assert sampled.name == "nap/parallel_forced T=5 k=1" and ToyDecoding().name == "nap/parallel_forced k=1"
+    assert "temperature" not in ToyDecoding().generate_kwargs(tok)
+    runs = [evaluate_toy(model, tok, problems, d).records for d in (sampled, sampled, ToyDecoding())]
+    paths = [[r["paths"] for r in records] for records in runs]
+    assert paths[0] == paths[1] and paths[0] != paths[2]  # T = 5 flattens the softmax: not the argmax text
+
+    bench = _script_module("benchmarks/toy_replication.py")
+    keys = [bench._key(kind, kw) for kind, kw in bench.configurations([1], 0.5)]
+    assert "nap-parallel_forced-m3-T0.5-k1" in keys and all("-T0.5-" in k for k in keys)
+    assert "nap-parallel_forced-m3-k1" in [bench._key(kind, kw) for kind, kw in bench.configurations([1])]
+    row = {"accuracy": 0.9, "global_arness": 0.1}
+    table = bench._table({"nap-parallel_forced-m3-T0.5-k1": row}, [1], None, 0.5)
+    assert "| NAP | parallel-forced m=3 | 90.0 / 0.10 |" in table and "temperature 0.5" in table

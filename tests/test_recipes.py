@@ -79,16 +79,10 @@ PAPER_CONFIGS = {
 
 
 def test_every_config_is_covered():
-    tiny = {
-        "tiny_cpu.yaml",
-        "tiny_nap_cpu.yaml",
-        "tiny_longcot_cpu.yaml",
-        "tiny_nap_cpu_phase2.yaml",
-        "tiny_longcot_cpu_phase2.yaml",
-        "tiny_nap_cpu_phase3.yaml",
-        "tiny_longcot_cpu_phase3.yaml",
-        "tiny_nap_cpu_phase4.yaml",
-        "tiny_longcot_cpu_phase4.yaml",
+    from tests.test_nap_tiny import SHIPPED_PHASES, phase_config
+
+    tiny = {"tiny_cpu.yaml"} | {
+        phase_config(kind, n) for kind in ("nap", "longcot") for n in range(1, SHIPPED_PHASES + 1)
     }  # tiny_*: tested in test_nap_tiny.py
     assert {p.name for p in CONFIGS.glob("*.yaml")} == set(PAPER_CONFIGS) | tiny
     assert {p.name for p in ACCELERATE_CONFIGS.glob("*.yaml")} == {

@@ -36,6 +36,8 @@ class ToyDecoding:
         m: parallel-forced paths (the slot size keeps the total budget of 3 paths when m < 3).
         layout: `nap` (the NAP model: structured length, NAP text) or `longcot` (the Long-CoT model).
         digits: the task's number width (`ToyArithmetic.digits`), which sets the path slot size.
+        temperature: 0 = argmax tokens (the paper's setting); > 0 = tokens sampled from softmax(logits / T),
+            seeded (`generate(seed=0)`) so that a rerun decodes the same text.
     """
 
     strategy: str = "parallel_forced"
@@ -43,10 +45,16 @@ class ToyDecoding:
     m: int = 3
     layout: Literal["nap", "longcot"] = "nap"
     digits: int = 1
+    temperature: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0 (0 = argmax), got {self.temperature!r}.")
 
     @property
     def name(self) -> str:
         extra = f" m={self.m}" if self.strategy == "parallel_forced" and self.m != 3 else ""
+        extra += f" T={self.temperature:g}" if self.temperature else ""
         return f"{self.layout}/{self.strategy}{extra} k={self.tokens_per_step}"
 
     def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
@@ -54,7 +62,7 @@ class ToyDecoding:
         if self.strategy == "parallel_forced":
             path_length = 3 * toy_path_length(self.digits) // self.m
             slots = self.m * path_length + TOY_SUMMARY_LENGTH
-            return dict(
+            kwargs = dict(
                 strategy="parallel_forced",
                 m=self.m,
                 path_length=path_length,
@@ -62,14 +70,17 @@ class ToyDecoding:
                 steps=max(1, slots // self.tokens_per_step),
                 tokenizer=tokenizer,
             )
-        if self.layout == "nap":
-            gen_length = build_layout(tokenizer, 3, toy_path_length(self.digits), TOY_SUMMARY_LENGTH).length
         else:
-            gen_length = LONGCOT_GEN_LENGTH
-        kwargs = dict(
-            strategy=self.strategy, gen_length=gen_length, steps=max(1, gen_length // self.tokens_per_step)
-        )
-        if self.strategy == "random":
+            if self.layout == "nap":
+                gen_length = build_layout(tokenizer, 3, toy_path_length(self.digits), TOY_SUMMARY_LENGTH).length
+            else:
+                gen_length = LONGCOT_GEN_LENGTH
+            kwargs = dict(
+                strategy=self.strategy, gen_length=gen_length, steps=max(1, gen_length // self.tokens_per_step)
+            )
+        if self.temperature:
+            kwargs["temperature"] = self.temperature
+        if self.strategy == "random" or self.temperature:
             kwargs["seed"] = 0
         return kwargs
 
