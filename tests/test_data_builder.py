@@ -359,7 +359,7 @@ def _server_backend(messages, seed, max_tokens, temperature):
 
 
 def test_openai_teacher_with_faults_equals_fault_free_build(tmp_path):
-    from nap_hf.data.openai_server import FaultPlan, OpenAICompatibleServer
+    from nap_hf.testing.openai_server import FaultPlan, OpenAICompatibleServer
     from nap_hf.data.teachers import OpenAICompatibleTeacher
 
     def run(name, faults):
@@ -415,7 +415,7 @@ def _files_contain(folder: Path, needle: str) -> list[str]:
 
 
 def test_recipe_sigkill_resume_and_offline_push(tmp_path, monkeypatch):
-    from nap_hf.data.openai_server import FaultPlan, OpenAICompatibleServer
+    from nap_hf.testing.openai_server import FaultPlan, OpenAICompatibleServer
 
     n, P, shard = 24, 3, 2
     source = tmp_path / "questions.jsonl"

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from nap_hf.data.openai_server import FAULT_KINDS, FaultPlan, OpenAICompatibleServer
+from nap_hf.testing.openai_server import FAULT_KINDS, FaultPlan, OpenAICompatibleServer
 from nap_hf.data.teachers import (
     Completion,
     OpenAICompatibleTeacher,
@@ -348,7 +348,7 @@ def test_models_endpoint_and_describe():
 
 def test_cli_serves_a_local_model(tiny_lm_dir, dir_reference):
     code = (
-        "import sys, torch; torch.set_num_threads(1); from nap_hf.data.openai_server import main; "
+        "import sys, torch; torch.set_num_threads(1); from nap_hf.testing.openai_server import main; "
         "main(sys.argv[1:])"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -6,7 +6,7 @@ model call at a time.
 
 Serve a local model for development::
 
-    python -m nap_hf.data.openai_server MODEL_DIR --port 8000
+    python -m nap_hf.testing.openai_server MODEL_DIR --port 8000
     # then: OpenAICompatibleTeacher("MODEL_NAME", "http://127.0.0.1:8000/v1")
 
 In tests::
@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .teachers import Completion, Messages, Teacher, TransformersTeacher
+from ..data.teachers import Completion, Messages, Teacher, TransformersTeacher
 
 __all__ = ["FAULT_KINDS", "FaultPlan", "OpenAICompatibleServer", "main"]
 
@@ -433,9 +433,9 @@ def _chat_completion(model_name: str, done: Completion) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m nap_hf.data.openai_server MODEL_DIR [--port 8000]``: serve a local causal LM."""
+    """``python -m nap_hf.testing.openai_server MODEL_DIR [--port 8000]``: serve a local causal LM."""
     parser = argparse.ArgumentParser(
-        prog="python -m nap_hf.data.openai_server",
+        prog="python -m nap_hf.testing.openai_server",
         description="Serve a local causal LM (a transformers checkpoint or GGUF file) behind an OpenAI-compatible "
         "chat-completions API, one request at a time. For development and demos; use vLLM/TGI at scale.",
     )

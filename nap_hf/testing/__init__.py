@@ -1,7 +1,10 @@
 """Tiny random LLaDA and Dream checkpoints written in the EXACT hub format (the published `config.json`
 fields, safetensors key names, tokenizer files with the mask token and chat template), built offline in
 about a second. Used by the tests, the benchmarks and the untrained demo; they exercise the same loading
-code as GSAI-ML/LLaDA-8B-* and Dream-org/Dream-v0-*-7B."""
+code as GSAI-ML/LLaDA-8B-* and Dream-org/Dream-v0-*-7B.
+
+Test doubles live beside them: :mod:`nap_hf.testing.openai_server` is an OpenAI-compatible server with fault
+injection for the teacher tests (real teachers are served by vLLM, SGLang or TGI)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .io import write_text_atomic
+from ..io import write_text_atomic
 
 __all__ = [
     "LLADA_HUB_CONFIG",
@@ -436,5 +439,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote a tiny random checkpoint to {write(args.out, seed=args.seed)}")
 
 
-if __name__ == "__main__":
-    main()
