@@ -253,7 +253,7 @@ def write_tiny_llada(
     `tokenizer.json` / `tokenizer_config.json` (PreTrainedTokenizerFast with `<|mdm_mask|>` and LLaDA's chat
     template) and `generation_config.json`. The embedding has more rows than the tokenizer, as published.
     `tokenizer` (a `tokenizers.Tokenizer` holding :data:`LLADA_SPECIALS`) replaces the default tiny BPE."""
-    from .models.llada import LLaDAConfig, LLaDAModelLM
+    from ..models.llada import LLaDAConfig, LLaDAModelLM
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,7 @@ def write_tiny_dream(
     tiny sizes), `model.safetensors` (Qwen2 key names, q/k/v biases), and the tokenizer as published: Qwen2
     byte-level BPE files `vocab.json` + `merges.txt` and a `tokenizer_config.json` naming the remote-code
     class `DreamTokenizer` in `auto_map`, with `<|mask|>` and Dream's chat template."""
-    from .models.dream import DreamConfig, DreamModel
+    from ..models.dream import DreamConfig, DreamModel
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -378,7 +378,7 @@ def _tiny_nap_rows(n: int, seed: int = 0) -> list[dict]:
     (path_length 24, summary_length 24 with the tiny tokenizer)."""
     import random
 
-    from .data import render_instance
+    from ..data import render_instance
 
     rng = random.Random(seed)
     names = ["Ann", "Ben", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana"]
