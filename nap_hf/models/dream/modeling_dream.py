@@ -8,13 +8,14 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Qwen2Model
 from transformers.modeling_outputs import MaskedLMOutput
+from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, apply_rotary_pos_emb
 
 from ...alignment import align_predictions
 from ...generation.mixin import DiffusionGenerationMixin
-from ..attention import default_position_ids
+from ..attention import attention_function, default_position_ids
 from .configuration_dream import DreamConfig
 
-__all__ = ["DreamModel", "DreamPreTrainedModel", "DreamBaseModel"]
+__all__ = ["DreamAttention", "DreamModel", "DreamPreTrainedModel", "DreamBaseModel"]
 
 
 class DreamPreTrainedModel(PreTrainedModel):
@@ -28,17 +29,60 @@ class DreamPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
 
+class DreamAttention(Qwen2Attention):
+    """Qwen2's attention (same modules and weight names) with bidirectional attention and the kernel chosen by
+    :func:`nap_hf.models.attention.attention_function`: for `"eager"` the project's own kernel, in which a
+    float64 model stays float64 (transformers' eager kernel rounds its softmax through float32)."""
+
+    def __init__(self, config: DreamConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.is_causal = False  # SDPA never falls back to its causal kernel when no mask is needed
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,  # (B, L, D)
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: torch.Tensor | None,
+        cache=None,
+        past_key_values=None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cache = cache if cache is not None else past_key_values  # transformers renames it in 5.x
+        shape = (*hidden_states.shape[:-1], -1, self.head_dim)
+        q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, H, L, hd)
+        k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # (B, H_kv, L, hd)
+        v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        cos, sin = position_embeddings
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
+        kwargs.pop("position_ids", None)
+        kwargs.pop("use_cache", None)
+        attn, probs = attention_function(self.config._attn_implementation)(
+            self,
+            q,
+            k,
+            v,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            sliding_window=self.sliding_window,
+            **kwargs,
+        )
+        return self.o_proj(attn.reshape(*hidden_states.shape[:-1], -1)), probs
+
+
 class DreamBaseModel(Qwen2Model):
     """Qwen2 trunk made bidirectional: the config says `is_causal=False` (so padding masks are built
-    bidirectional) and every attention module runs with `is_causal=False` (so SDPA never falls back to
-    its causal kernel when no mask is needed). Positions skip left padding."""
+    bidirectional) and every layer's attention is a :class:`DreamAttention` (bidirectional, float64-exact
+    eager kernel). Positions skip left padding."""
 
     config_class = DreamConfig
 
     def __init__(self, config: DreamConfig):
         super().__init__(config)
-        for layer in self.layers:
-            layer.self_attn.is_causal = False
+        for i, layer in enumerate(self.layers):
+            layer.self_attn = DreamAttention(config, i)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
         if position_ids is None:

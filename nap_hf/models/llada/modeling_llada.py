@@ -10,12 +10,11 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from ...alignment import align_predictions
 from ...generation.mixin import DiffusionGenerationMixin
-from ..attention import bidirectional_attention_mask, default_position_ids
+from ..attention import attention_function, bidirectional_attention_mask, default_position_ids
 from .configuration_llada import LLaDAConfig
 
 __all__ = ["LLaDAModel", "LLaDAModelLM", "LLaDAPreTrainedModel"]
@@ -100,9 +99,7 @@ class LLaDABlock(GradientCheckpointingLayer):
         cos, sin = position_embeddings  # in the rope's compute dtype (float32 for bf16 activations)
         q, k = apply_rotary_pos_emb(q.to(cos.dtype), k.to(cos.dtype), cos, sin)
         q, k = q.to(v.dtype), k.to(v.dtype)
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        attention = attention_function(self.config._attn_implementation)  # eager: float64 stays float64
         attn, _ = attention(
             self,
             q,
