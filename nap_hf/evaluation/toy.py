@@ -19,6 +19,7 @@ from ..data.toy_arithmetic import (
     toy_path_length,
 )
 from ..metrics import global_arness
+from .settings import plan_generate
 
 __all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "score_toy_records", "toy_prompts", "toy_record"]
 
@@ -58,31 +59,23 @@ class ToyDecoding:
         return f"{self.layout}/{self.strategy}{extra} k={self.tokens_per_step}"
 
     def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
-        """`generate` keyword arguments (steps follow from the slot count and k)."""
+        """`generate` keyword arguments (steps follow from the slot count and k), by
+        :func:`~nap_hf.evaluation.settings.plan_generate`."""
+        options: dict[str, Any] = {"strategy": self.strategy}
         if self.strategy == "parallel_forced":
             path_length = 3 * toy_path_length(self.digits) // self.m
-            slots = self.m * path_length + TOY_SUMMARY_LENGTH
-            kwargs = dict(
-                strategy="parallel_forced",
-                m=self.m,
-                path_length=path_length,
-                summary_length=TOY_SUMMARY_LENGTH,
-                steps=max(1, slots // self.tokens_per_step),
-                tokenizer=tokenizer,
-            )
+            options.update(m=self.m, path_length=path_length, summary_length=TOY_SUMMARY_LENGTH)
+        elif self.layout == "nap":
+            options["gen_length"] = build_layout(
+                tokenizer, 3, toy_path_length(self.digits), TOY_SUMMARY_LENGTH
+            ).length
         else:
-            if self.layout == "nap":
-                gen_length = build_layout(tokenizer, 3, toy_path_length(self.digits), TOY_SUMMARY_LENGTH).length
-            else:
-                gen_length = LONGCOT_GEN_LENGTH
-            kwargs = dict(
-                strategy=self.strategy, gen_length=gen_length, steps=max(1, gen_length // self.tokens_per_step)
-            )
+            options["gen_length"] = LONGCOT_GEN_LENGTH
         if self.temperature:
-            kwargs["temperature"] = self.temperature
-        if self.strategy == "random" or self.temperature:
-            kwargs["seed"] = 0
-        return kwargs
+            options["temperature"] = self.temperature
+        plan = plan_generate(options, tokens_per_step=self.tokens_per_step)
+        seed = 0 if self.strategy == "random" or self.temperature else None
+        return plan.call_kwargs(tokenizer, seed=seed)
 
 
 @dataclass
