@@ -360,7 +360,11 @@ def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any
             logits_eos_inf=bool(settings.suppress_eos),
         )
     plan = plan_generate({**options, "steps": run.steps}, tokenizer=tokenizer)
-    info: dict[str, Any] = {"steps_requested": run.steps, "canvas_length": plan.canvas_length, "slots": plan.slots}
+    info: dict[str, Any] = {
+        "steps_requested": run.steps,
+        "canvas_length": plan.canvas_length,
+        "slots": plan.slots,
+    }
     if plan.structured:
         info["header_ids"] = plan.header_ids
     info.update(steps_effective=plan.steps, tokens_per_step=plan.tokens_per_step)
@@ -762,7 +766,9 @@ def _decode_run(
     try:
         for batch in todo:
             input_ids, attention_mask = _left_pad([prompts[i] for i in batch], pad_id, device)
-            kw = call_kwargs(plan["generate_kwargs"], tokenizer=tokenizer, seed=_batch_seed(cfg.seed, batch[0]))
+            kw = call_kwargs(
+                plan["generate_kwargs"], tokenizer=tokenizer, seed=_batch_seed(cfg.seed, batch[0])
+            )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
