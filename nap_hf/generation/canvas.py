@@ -24,6 +24,7 @@ class Canvas:
     prompt_length: int
     regions: list[Region]
     layout: CanvasLayout | None = None
+    close_ids: list[list[int]] | None = None  # structured canvas: each slot's closing-tag ids (early exit)
 
     @property
     def n_slots(self) -> int:

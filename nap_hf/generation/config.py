@@ -31,6 +31,11 @@ DIFFUSION_FIELDS: dict[str, Any] = {
     "return_dict_in_generate": False,
     "num_return_sequences": 1,
     "seed": None,
+    "factor": 1.0,
+    # KV cache (docs/caching.md) and early exit on filler
+    "cache_implementation": None,
+    "cache_refresh": "any",
+    "early_stop": False,
     # structured (NAP) canvas: parallel-forced decoding, or other strategies with canvas="nap"
     "canvas": None,
     "m": 3,
@@ -59,6 +64,20 @@ class DiffusionGenerationConfig(GenerationConfig):
         score: ranking used by `"confidence"`: `"confidence"` (p(x0)), `"margin"` (p1 - p2) or
             `"entropy"` (sum p log p; higher = surer).
         threshold: confidence threshold of the `"threshold"` strategy (Fast-dLLM default 0.9).
+        factor: the `"factor"` strategy's f (Fast-dLLM): commit the n best candidates of the block such that
+            the n-th has confidence >= 1 - f / (n + 1), at least one.
+        cache_implementation: `None` (every step runs the trunk over the whole canvas), `"prefix"` or
+            `"dual"` (Fast-dLLM's KV caches; they need blocks: `block_length`, or the structured canvas's
+            slots for `threshold` / `factor`). See docs/caching.md.
+        cache_refresh: when a cached run refreshes (one full forward, which is that step's decoding pass):
+            `"any"` (default; whenever the active window changes, i.e. at each block start, and for
+            parallel-forced whenever any path enters a new block), `"all"` (parallel-forced: only once no
+            block of the last refresh is still active), or an int N (every N steps; 1 = every step).
+        early_stop: early exit on filler (default off, so the paper's NFE stay comparable). Plain canvas: once
+            EOS is committed at position i, every masked position after i becomes EOS. Structured canvas: once
+            a slot's closing tag is committed, the rest of the slot becomes EOS filler, and parallel-forced's
+            path phase ends when every path is closed or full. Filler costs no forward pass and sits outside
+            the per-step budget; `trace` gives it the step that triggered it.
         cfg_scale: LLaDA classifier-free guidance (0 = off); the unconditional pass masks the prompt.
         logits_eos_inf: forbid the EOS token as a candidate (LLaDA's option).
         alg: Dream's rule for `strategy="dream"`: `"origin"`, `"maskgit_plus"`, `"topk_margin"`, `"entropy"`.
@@ -127,9 +146,10 @@ class DiffusionGenerationConfig(GenerationConfig):
     def validate(self, strict: bool = False, **kwargs) -> None:
         # temperature, top_k, ... are meaningful without `do_sample` in diffusion decoding; let the
         # parent check everything else.
-        do_sample = self.do_sample
-        self.do_sample = True
+        # `cache_implementation` names a diffusion cache ("prefix", "dual"), not one of transformers' caches.
+        do_sample, cache = self.do_sample, self.cache_implementation
+        self.do_sample, self.cache_implementation = True, None
         try:
             super().validate(strict=strict, **kwargs)
         finally:
-            self.do_sample = do_sample
+            self.do_sample, self.cache_implementation = do_sample, cache

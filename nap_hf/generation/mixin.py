@@ -17,8 +17,10 @@ from transformers.utils import logging
 
 from ..alignment import align_predictions, model_shifts_logits
 from ..data.format import parse_canvas
+from .cache import CachedForward, check_cache_support
 from .canvas import Canvas, nap_canvas, nap_layout, plain_canvas
 from .config import DIFFUSION_FIELDS, DiffusionGenerationConfig
+from .early_stop import EarlyStop, closing_tag_ids
 from .output import DiffusionGenerateOutput, DiffusionStep
 from .strategies import DREAM_ALGS, STRATEGIES, DecodeState, Strategy
 
@@ -160,7 +162,14 @@ class DiffusionGenerationMixin:
                 f"generate() got unknown argument(s) {unknown}. Diffusion decoding takes: {sorted(known)}."
             )
         for key, value in kwargs.items():
-            if value is not None or key in ("block_length", "alg_temp", "top_k", "top_p", "seed"):
+            if value is not None or key in (
+                "block_length",
+                "alg_temp",
+                "top_k",
+                "top_p",
+                "seed",
+                "cache_implementation",
+            ):
                 setattr(cfg, key, value)
         cfg.max_new_tokens = cfg.gen_length
         if cfg.shift_logits is None:
@@ -202,7 +211,7 @@ class DiffusionGenerationMixin:
                     "pick a block_length that divides it."
                 )
             n_blocks = cfg.gen_length // cfg.block_length
-            if cfg.strategy != "threshold" and cfg.steps % n_blocks:
+            if cfg.strategy not in ("threshold", "factor") and cfg.steps % n_blocks:
                 raise ValueError(
                     f"steps ({cfg.steps}) must be divisible by the number of blocks ({n_blocks} = gen_length / "
                     "block_length); every block gets the same number of steps."
@@ -215,6 +224,18 @@ class DiffusionGenerationMixin:
             raise ValueError(f"alg={cfg.alg!r} is unknown; Dream's algorithms are {sorted(DREAM_ALGS)}.")
         if not (0.0 < cfg.threshold <= 1.0):
             raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold!r}.")
+        if not isinstance(cfg.factor, (int, float)) or cfg.factor <= 0:
+            raise ValueError(f"factor must be a number > 0 (Fast-dLLM uses 1.0), got {cfg.factor!r}.")
+        refresh = cfg.cache_refresh
+        if refresh not in ("any", "all") and (
+            isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1
+        ):
+            raise ValueError(
+                f"cache_refresh={refresh!r} is unknown; use 'any' (whenever the active window changes), 'all' "
+                "(once every block of the last refresh is done) or an int N >= 1 (every N steps)."
+            )
+        if not isinstance(cfg.early_stop, bool):
+            raise ValueError(f"early_stop must be True or False, got {cfg.early_stop!r}.")
         if cfg.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {cfg.cfg_scale!r}.")
         if cfg.canvas not in (None, "nap"):
@@ -307,6 +328,11 @@ class DiffusionGenerationMixin:
             raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}.")
         cfg = self._diffusion_config(generation_config, kwargs)
         self._check_config(cfg)
+        check_cache_support(self, cfg.cache_implementation)
+        if cfg.early_stop and cfg.eos_token_id is None:
+            raise ValueError(
+                "early_stop=True needs an EOS id for the filler: pass `eos_token_id=` to generate()."
+            )
         if attention_mask is not None:
             if attention_mask.shape != input_ids.shape:
                 raise ValueError(
@@ -340,7 +366,15 @@ class DiffusionGenerationMixin:
                 )
         else:
             canvas = plain_canvas(input_ids, attention_mask, cfg.gen_length, cfg.mask_token_id)
+        if cfg.early_stop and canvas.layout is not None:
+            if tokenizer is None:
+                raise ValueError(
+                    "early_stop=True on the structured canvas needs `tokenizer=` (to find each slot's closing tag)."
+                )
+            canvas.close_ids = closing_tag_ids(tokenizer, cfg.m)
         strategy = STRATEGIES[cfg.strategy](cfg)
+        if cfg.cache_implementation is not None:
+            strategy.check_cache()
         processors = LogitsProcessorList(logits_processor or [])
         out = self._diffusion_loop(
             input_ids, attention_mask, cfg, strategy, generator, processors, step_callback, canvas
@@ -357,6 +391,43 @@ class DiffusionGenerationMixin:
             out.summary = [p.summary for p in parsed]
             out.answer = [p.answer for p in parsed]
         return out
+
+    def _decoding_pass(self, cfg, canvas: Canvas, attn, position_ids) -> Callable:
+        """The step's model call: `forward(x, plan) -> (N, V)` aligned logits of `plan.rows`, with classifier-
+        free guidance (`cfg_scale`: the unconditional canvas masks the prompt; two passes in one batch) and,
+        with `cache_implementation`, a KV cache that this call's loop owns (:class:`CachedForward`)."""
+        mask_id, shift = cfg.mask_token_id, cfg.shift_logits
+        cfg_scale = float(cfg.cfg_scale or 0.0)
+        guided = cfg_scale > 0
+        if guided:
+            prompt_index = canvas.ids != mask_id  # everything that was not a mask at the start
+            attn = None if attn is None else torch.cat([attn, attn], 0)
+            position_ids = torch.cat([position_ids, position_ids], 0)
+        cached = (
+            CachedForward(self, cfg.cache_implementation, cfg.cache_refresh, attn, position_ids, shift)
+            if cfg.cache_implementation is not None
+            else None
+        )
+
+        def logits_of(x: torch.LongTensor, rows: torch.BoolTensor, window) -> torch.Tensor:
+            if cached is not None:
+                return cached(x, rows, window)
+            return self._diffusion_logits(x, attn, position_ids, rows, shift)
+
+        def forward(x: torch.LongTensor, plan) -> torch.Tensor:
+            if not guided:
+                return logits_of(x, plan.rows, plan.window)
+            both = logits_of(
+                torch.cat([x, x.masked_fill(prompt_index, mask_id)], 0),
+                torch.cat([plan.rows, plan.rows], 0),
+                plan.window,
+            )
+            cond, uncond = both.chunk(2, dim=0)
+            return uncond + (cfg_scale + 1) * (cond - uncond)
+
+        forward.passes = 2 if guided else 1
+        forward.cache = cached
+        return forward
 
     def _diffusion_loop(
         self,
@@ -378,7 +449,6 @@ class DiffusionGenerationMixin:
             if attention_mask is not None
             else torch.ones_like(input_ids, dtype=torch.bool)
         )
-        fillable = canvas.fillable
         x = canvas.ids.clone()
         L = x.shape[1]
         full_mask = torch.cat([prompt_real, torch.ones(B, L - P, dtype=torch.bool, device=device)], dim=1)
@@ -393,38 +463,26 @@ class DiffusionGenerationMixin:
         trace = torch.full((B, L), -1, dtype=torch.long, device=device)
         state = DecodeState(
             x=x,
-            fillable=fillable,
+            fillable=canvas.fillable,
             mask_token_id=mask_id,
             gen_start=P,
             gen_length=L - P,
             generator=generator,
             config=cfg,
             extra={"regions": canvas.regions, "steps": cfg.steps},
+            filled=torch.zeros_like(canvas.fillable),
         )
-        cfg_scale = float(cfg.cfg_scale or 0.0)
-        if cfg_scale > 0:
-            # unconditional canvas: the prompt (everything that was not a mask at the start) is masked
-            prompt_index = canvas.ids != mask_id
-            attn2 = None if attn is None else torch.cat([attn, attn], 0)
-            pos2 = torch.cat([position_ids, position_ids], 0)
         eos = cfg.eos_token_id if cfg.logits_eos_inf else None
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
         history = [] if cfg.output_history else None
+        forward = self._decoding_pass(cfg, canvas, attn, position_ids)
+        filler = EarlyStop(canvas, cfg) if cfg.early_stop else None
         nfe = 0
         strategy.begin(state)
         while (plan := strategy.plan(state)) is not None:
             rows = plan.rows
-            if cfg_scale > 0:
-                un_x = x.masked_fill(prompt_index, mask_id)
-                both = self._diffusion_logits(
-                    torch.cat([x, un_x], 0), attn2, pos2, torch.cat([rows, rows], 0), cfg.shift_logits
-                )
-                cond, uncond = both.chunk(2, dim=0)
-                logits = uncond + (cfg_scale + 1) * (cond - uncond)
-                nfe += 2
-            else:
-                logits = self._diffusion_logits(x, attn, position_ids, rows, cfg.shift_logits)
-                nfe += 1
+            logits = forward(x, plan)  # (N, V) for the N positions of rows
+            nfe += forward.passes
             # the mask token is never a candidate: a committed position must stay committed
             logits[:, mask_id] = float("-inf")
             if eos_ids:
@@ -450,6 +508,10 @@ class DiffusionGenerationMixin:
                 scores[rows] = score
                 commit = strategy.select(state, plan, scores) & rows
             x[commit] = cand[commit]
+            if filler is not None:  # early exit: EOS filler behind a committed EOS / closing tag (no forward)
+                commit = commit | filler(state)
+            if forward.cache is not None:
+                forward.cache.committed(commit)
             trace[commit] = state.step
             if history is not None:
                 history.append(x.clone())

@@ -12,7 +12,7 @@ from .base import (
 from .blockwise import ARStrategy, BlockScheduledStrategy, ConfidenceStrategy, RandomStrategy
 from .dream import DREAM_ALGS, DreamStrategy
 from .parallel_forced import ParallelForcedStrategy, allocate_budget, split_steps
-from .threshold import ThresholdStrategy
+from .threshold import FactorStrategy, ThresholdStrategy
 
 __all__ = [
     "STRATEGIES",
@@ -27,6 +27,7 @@ __all__ = [
     "ConfidenceStrategy",
     "RandomStrategy",
     "ThresholdStrategy",
+    "FactorStrategy",
     "ParallelForcedStrategy",
     "allocate_budget",
     "split_steps",

@@ -34,6 +34,9 @@ class DecodeState:
     config: Any  # DiffusionGenerationConfig
     step: int = 0  # decoding steps (forward passes of the conditional model) done so far
     extra: dict = field(default_factory=dict)
+    filled: torch.BoolTensor | None = (
+        None  # (B, L) positions committed as early-exit filler (no model choice)
+    )
 
     @property
     def masked(self) -> torch.BoolTensor:
@@ -44,11 +47,17 @@ class DecodeState:
 class StepPlan:
     """One step's request. `rows`: positions that need a candidate token (the LM head runs there
     only). `commit`: positions to commit, when the choice does not depend on the model's scores;
-    otherwise `None`, and `Strategy.select` chooses after scoring (with budget `k` per row, if set)."""
+    otherwise `None`, and `Strategy.select` chooses after scoring (with budget `k` per row, if set).
+    `window`: the step's active window, (L,) canvas columns of every block the step may commit into (the
+    same for every row, a superset of `rows`' columns); a KV cache recomputes these columns (dual) or
+    everything from the first of them (prefix), and refreshes when the window moves (docs/caching.md).
+    `None`: the strategy has no blocks. Strategies that keep state between `plan` and `select` subclass
+    this dataclass and put it there."""
 
     rows: torch.BoolTensor
     commit: torch.BoolTensor | None = None
     k: torch.LongTensor | None = None
+    window: torch.BoolTensor | None = None
 
 
 class Strategy(ABC):
@@ -66,6 +75,16 @@ class Strategy(ABC):
 
     def begin(self, state: DecodeState) -> None:  # noqa: B027 (optional hook)
         """Called once before the first step."""
+
+    def check_cache(self) -> None:
+        """Raise a `ValueError` naming the fix when this strategy, under its config, declares no active window
+        (`StepPlan.window`), which a KV cache needs. Block-wise strategies override it."""
+        raise ValueError(
+            f"strategy={self.name!r} has no blocks, so it cannot use cache_implementation="
+            f"{self.config.cache_implementation!r}: use a block-wise strategy ('confidence', 'ar', 'random', "
+            "'threshold', 'factor' with block_length=..., or 'parallel_forced' with block_length=...), or "
+            "cache_implementation=None."
+        )
 
     @abstractmethod
     def plan(self, state: DecodeState) -> StepPlan | None:

@@ -34,6 +34,7 @@ class BlockScheduledStrategy(Strategy):
         if self.block_idx == 0:  # masks inside the prompt (infilling) are decoded with the first block
             region[:, : state.gen_start] = True
         self.region = region & state.fillable
+        self.window = self.region.any(0)  # (L,) the block's columns (and prompt masks in the first block)
         self.budget = llada_num_transfer_tokens((state.masked & self.region).sum(-1), self.steps_per_block)
 
     def plan(self, state: DecodeState) -> StepPlan | None:
@@ -46,10 +47,25 @@ class BlockScheduledStrategy(Strategy):
             self.step_in_block += 1
             eligible = state.masked & self.region & (k > 0)[:, None]
             if bool(eligible.any()):
-                return self.plan_step(state, eligible, k)
+                plan = self.plan_step(state, eligible, k)
+                plan.window = self.window
+                return plan
 
     def plan_step(self, state: DecodeState, eligible: torch.BoolTensor, k: torch.LongTensor) -> StepPlan:
         return StepPlan(rows=eligible, k=k)
+
+    def check_cache(self) -> None:
+        if self.config.block_length is None:
+            where = (
+                "on canvas='nap' it decodes every slot as one region: use strategy='threshold' or 'factor' "
+                "(each slot is a block) or 'parallel_forced' with block_length="
+                if self.config.canvas == "nap"
+                else "pass block_length= (e.g. 32; it must divide gen_length)"
+            )
+            raise ValueError(
+                f"cache_implementation={self.config.cache_implementation!r} needs blocks, and "
+                f"strategy={self.name!r} has none without block_length: {where}."
+            )
 
 
 @register_strategy

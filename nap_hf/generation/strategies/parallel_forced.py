@@ -11,12 +11,14 @@ one token at a time to the unfinished slot furthest behind its ideal progress n_
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from ..regions import Region
 from .base import DecodeState, StepPlan, Strategy, llada_num_transfer_tokens, register_strategy, topk_mask
 
-__all__ = ["ParallelForcedStrategy", "allocate_budget", "split_steps"]
+__all__ = ["ParallelForcedPlan", "ParallelForcedStrategy", "allocate_budget", "split_steps"]
 
 
 def split_steps(steps: int, n_path: int, n_summary: int, summary: str) -> tuple[int, int]:
@@ -51,6 +53,15 @@ def allocate_budget(
         done[best[1]] += 1
         give[best[1]] += 1
     return give
+
+
+@dataclass
+class ParallelForcedPlan(StepPlan):
+    """A parallel-forced step: `must` (B, L) positions taken for sure (whole earlier blocks of a path, with
+    `block_length`), and per active slot `(region, k)`: its ranked masked positions and budget per row."""
+
+    must: torch.BoolTensor | None = None
+    picks: list[tuple[torch.BoolTensor, torch.LongTensor]] = field(default_factory=list)
 
 
 @register_strategy
@@ -99,58 +110,108 @@ class ParallelForcedStrategy(Strategy):
             m[r.start : r.end] = True
             self.slot_masks.append(m)
         self.sizes = [len(r) for r in self.path_slots + self.summary_slots]
+        B = state.x.shape[0]
+        self.sum_start: list[int | None] = [None] * B  # step at which each row's summary phase began
+        self.dropped = [[0] * len(self.sizes) for _ in range(B)]  # shares of early-closed slots, dropped
 
     def plan(self, state: DecodeState) -> StepPlan | None:
         masked = state.masked
-        if self.t < self.s_path:
-            slots, budget, t, phase = (
-                range(len(self.path_slots)),
-                self.path_budget[self.t],
-                self.t,
-                self.s_path,
-            )
-        elif self.t < self.s_path + self.s_sum:
-            base = len(self.path_slots)
-            slots = range(base, base + len(self.summary_slots))
-            t = self.t - self.s_path
-            budget, phase = self.sum_budget[t], self.s_sum
-        else:
+        n_slots = len(self.slot_masks)
+        while self.t < self.s_path + self.s_sum:
+            # per row and slot: masked positions left and early-exit filler (one host sync per step)
+            counts = torch.stack([(masked & m).sum(-1) for m in self.slot_masks], -1)
+            filled = torch.stack([(state.filled & m).sum(-1) for m in self.slot_masks], -1)
+            left, filled = counts.tolist(), filled.tolist()
+            give = torch.zeros(masked.shape[0], n_slots, dtype=torch.long)
+            active = torch.zeros(masked.shape[0], n_slots, dtype=torch.bool)
+            for row in range(masked.shape[0]):
+                phase = self._row_phase(row, left[row])
+                if phase is None:
+                    continue
+                slots, budget, t, phase_steps = phase
+                give[row, slots] = torch.tensor(
+                    self._row_share(row, slots, budget, t, phase_steps, left, filled)
+                )
+                active[row, slots] = torch.tensor([left[row][j] > 0 for j in slots])
+            self.t += 1
+            if bool((give > 0).any()):
+                return self._plan_slots(masked, active.to(masked.device), give.to(masked.device))
+        return None
+
+    def _row_phase(self, row: int, left: list[int]) -> tuple[list[int], int, int, int] | None:
+        """(slots, budget, step in phase, phase steps) of `row` at step `self.t`, or None when it is done. The
+        path phase ends at step S_p, or earlier once every path slot is closed or full (early exit)."""
+        n_path = len(self.path_slots)
+        if self.sum_start[row] is None and (self.t >= self.s_path or not any(left[:n_path])):
+            self.sum_start[row] = self.t
+        if self.sum_start[row] is None:
+            return list(range(n_path)), self.path_budget[self.t], self.t, self.s_path
+        t = self.t - self.sum_start[row]
+        if t >= self.s_sum or not any(left[n_path:]):
             return None
-        self.t += 1
-        # Every row has the same layout and budgets and commits exactly what it is given, so all rows progress
-        # alike: allocate once (row 0; one host sync per step) and give every row the same share.
+        return list(range(n_path, len(self.slot_masks))), self.sum_budget[t], t, self.s_sum
+
+    def _row_share(self, row, slots, budget, t, phase_steps, left, filled) -> list[int]:
+        """The SPEC §3 allocation for one row. A slot closed early (its filler committed) keeps taking its
+        share, which is dropped, so the open slots keep their pace."""
         sizes = [self.sizes[j] for j in slots]
-        left = torch.stack([(masked[0] & self.slot_masks[j]).sum() for j in slots]).tolist()
-        committed = [n - rest for n, rest in zip(sizes, left, strict=True)]
-        share = torch.zeros(len(self.slot_masks), dtype=torch.long, device=masked.device)
-        share[list(slots)] = torch.tensor(
-            allocate_budget(budget, sizes, committed, t, phase), device=masked.device
-        )
-        give = share.expand(masked.shape[0], -1)
-        # per slot: positions taken for sure (earlier blocks, with block_length) and a ranked remainder
-        self.must = torch.zeros_like(masked)
-        self.pick: list[tuple[torch.BoolTensor, torch.LongTensor]] = []
-        for j in slots:
-            in_slot = masked & self.slot_masks[j]
+        committed = []
+        for j, n in zip(slots, sizes, strict=True):
+            if filled[row][j]:  # closed: model commits plus the shares it dropped since
+                committed.append(min(n, n - filled[row][j] + self.dropped[row][j]))
+            else:
+                committed.append(n - left[row][j])
+        share = allocate_budget(budget, sizes, committed, t, phase_steps)
+        for i, j in enumerate(slots):
+            if filled[row][j]:
+                self.dropped[row][j] += share[i]
+                share[i] = 0
+        return share
+
+    def _plan_slots(
+        self, masked: torch.BoolTensor, active: torch.BoolTensor, give: torch.LongTensor
+    ) -> ParallelForcedPlan:
+        """Per slot: positions taken for sure (earlier blocks, with block_length), a ranked remainder, and the
+        active window: the current block of every unfinished slot of each row's phase (`active`, (B, slots);
+        the blocks up to the last one this step reaches), or the whole slot without blocks."""
+        plan = ParallelForcedPlan(rows=torch.zeros_like(masked), must=torch.zeros_like(masked))
+        plan.window = torch.zeros(masked.shape[1], dtype=torch.bool, device=masked.device)
+        for j in range(active.shape[1]):
+            if not bool(active[:, j].any()):
+                continue
+            in_slot = masked & self.slot_masks[j] & active[:, j, None]
             k = give[:, j]
             if self.config.block_length:
                 # the k-th masked position of the slot (left to right) closes the last block needed
                 reach = in_slot & (in_slot.long().cumsum(-1) <= k[:, None])
                 last = torch.where(reach, self.block_of, -1).max(-1).values[:, None]
+                first = torch.where(in_slot, self.block_of, self.block_of.numel()).min(-1).values[:, None]
+                current = (self.block_of >= first) & (self.block_of <= torch.maximum(first, last))
+                plan.window |= (current & in_slot.any(-1, keepdim=True) & self.slot_masks[j]).any(0)
                 sure = in_slot & (self.block_of < last)
-                self.must |= sure
+                plan.must |= sure
                 in_slot = in_slot & (self.block_of == last)
                 k = k - sure.sum(-1)
-            self.pick.append((in_slot & (k > 0)[:, None], k))
-        rows = self.must.clone()
-        for region, _ in self.pick:
-            rows |= region
-        return StepPlan(rows=rows)
+            else:
+                plan.window |= self.slot_masks[j]
+            plan.picks.append((in_slot & (k > 0)[:, None], k))
+        plan.rows = plan.must.clone()
+        for region, _ in plan.picks:
+            plan.rows |= region
+        return plan
 
-    def select(self, state: DecodeState, plan: StepPlan, scores: torch.Tensor) -> torch.BoolTensor:
+    def check_cache(self) -> None:
+        if not self.config.block_length:
+            raise ValueError(
+                f"cache_implementation={self.config.cache_implementation!r} with strategy='parallel_forced' needs "
+                "blocks inside the paths: pass block_length= (it must divide path_length; the paper's canvas "
+                "uses 30)."
+            )
+
+    def select(self, state: DecodeState, plan: ParallelForcedPlan, scores: torch.Tensor) -> torch.BoolTensor:
         """Micro-confidence: inside each slot, its `k` best-scoring masked positions (after the positions of
         earlier blocks, which are taken whole when `block_length` is set)."""
-        commit = self.must.clone()
-        for region, k in self.pick:
+        commit = plan.must.clone()
+        for region, k in plan.picks:
             commit |= topk_mask(scores.masked_fill(~region, float("-inf")), k)
         return commit

@@ -1,15 +1,19 @@
-"""Fast-dLLM's threshold rule: inside the current block, commit the top-1 candidate and every other
-candidate whose confidence is >= `threshold`; repeat until the block is full. NFE is adaptive.
+"""Fast-dLLM's parallel rules, inside the current block until it is full (NFE is adaptive):
+
+* `threshold`: commit the top-1 candidate and every other candidate whose confidence is >= `threshold`;
+* `factor`: commit the n best candidates such that the n-th has confidence >= 1 - `factor` / (n + 1),
+  at least one.
+
 On the structured (NAP) canvas each slot is a block."""
 
 from __future__ import annotations
 
 import torch
 
-from .base import DecodeState, StepPlan, register_strategy
+from .base import DecodeState, StepPlan, register_strategy, topk_mask
 from .blockwise import BlockScheduledStrategy
 
-__all__ = ["ThresholdStrategy"]
+__all__ = ["ThresholdStrategy", "FactorStrategy"]
 
 
 @register_strategy
@@ -23,13 +27,17 @@ class ThresholdStrategy(BlockScheduledStrategy):
         if slots:  # structured canvas: each slot is a block, in canvas order
             self.blocks = slots
 
+    def check_cache(self) -> None:
+        if self.config.canvas != "nap":  # on the structured canvas the slots are the blocks
+            super().check_cache()
+
     def plan(self, state: DecodeState) -> StepPlan | None:
         if self.block_idx < 0:
             self._enter_block(state)
         while True:
             eligible = state.masked & self.region
             if bool(eligible.any()):
-                return StepPlan(rows=eligible)
+                return StepPlan(rows=eligible, window=self.window)
             if self.block_idx + 1 >= len(self.blocks):
                 return None
             self._enter_block(state)
@@ -39,3 +47,19 @@ class ThresholdStrategy(BlockScheduledStrategy):
         top1 = torch.zeros_like(plan.rows)
         top1.scatter_(1, scores.argmax(-1, keepdim=True), has_rows[:, None])
         return top1 | (plan.rows & (scores >= self.config.threshold))
+
+
+@register_strategy
+class FactorStrategy(ThresholdStrategy):
+    """Fast-dLLM's factor rule (`factor=`, default 1.0): the n-th best confidence must reach
+    1 - factor / (n + 1). Sorted confidences fall while the bar rises, so the n committed are the longest run
+    of best candidates that clear their bars (at least the top-1)."""
+
+    name = "factor"
+
+    def select(self, state: DecodeState, plan: StepPlan, scores: torch.Tensor) -> torch.BoolTensor:
+        ranked = scores.sort(-1, descending=True).values  # (B, L), -inf outside plan.rows
+        n = torch.arange(1, scores.shape[1] + 1, device=scores.device, dtype=scores.dtype)
+        clears = ranked >= 1 - float(self.config.factor) / (n + 1)
+        count = clears.long().cumprod(-1).sum(-1).clamp(min=1)  # (B,)
+        return topk_mask(scores, torch.where(plan.rows.any(-1), count, 0)) & plan.rows
