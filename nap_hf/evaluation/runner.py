@@ -45,9 +45,10 @@ takes batches r, r + world, ...; each writes ``records/<run>.rank<r>.jsonl``; af
 the main process merges the shards in example order into ``records/<run>.jsonl``, identical to a
 one-process run except for the timings.
 
-Resuming: lines are appended one by one (write, flush, fsync). A restarted run reads what is there (a
-truncated last line is dropped), skips finished examples and runs the rest; records from different
-settings (another fingerprint) are refused rather than mixed.
+Resuming (the records of a run are a :class:`nap_hf.io.JsonlStore`): lines are appended one by one (write,
+flush, fsync). A restarted run reads what is there (a truncated last line is dropped), skips finished
+examples and runs the rest; records from different settings (another fingerprint) are refused rather than
+mixed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +73,8 @@ from nap_hf.evaluation.settings import call_kwargs, plan_generate
 from nap_hf.evaluation.tasks import TASKS, Example, load_task
 from nap_hf.evaluation.tasks import _spec as _task_spec
 from nap_hf.hub import collect_versions
-from nap_hf.io import write_text_atomic
+from nap_hf.io import JsonlAppender, JsonlStore, write_text_atomic
+from nap_hf.io import read_jsonl as read_records
 from nap_hf.metrics.arness import global_arness
 
 __all__ = [
@@ -419,70 +420,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a JSONL file; a line that is not JSON (a write cut by a crash) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
-
-
-def _repair_tail(path: Path) -> None:
-    """Cut a partial last line (a crash mid-write) so that appended lines start on a line of their own."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        f.truncate(data.rfind(b"\n") + 1)
-
-
-class _LineWriter:
-    """Append JSON lines durably: each line is written, flushed and fsync'ed before the next."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _repair_tail(path)
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def _shard_paths(records_dir: Path, key: str) -> list[Path]:
-    pattern = re.compile(re.escape(key) + r"\.rank\d+\.jsonl$")
-    if not records_dir.is_dir():
-        return []
-    return sorted(p for p in records_dir.iterdir() if pattern.fullmatch(p.name))
-
-
-def _existing(records_dir: Path, key: str) -> list[dict[str, Any]]:
-    """Every record of a run found on disk: the merged file first, then the shards."""
-    recs = read_records(records_dir / f"{key}.jsonl")
-    for p in _shard_paths(records_dir, key):
-        recs += read_records(p)
-    return recs
-
-
 def load_summary(out_dir: str | os.PathLike) -> dict[str, Any] | None:
     """``out_dir/summary.json`` as a dict, or None."""
     path = Path(out_dir) / "summary.json"
@@ -660,7 +597,8 @@ def run_eval(
             prompt_cache[style] = [build_prompt(tokenizer, e, style, cfg.instruction, cfg) for e in examples]
         prompts = prompt_cache[style]
         done: dict[str, dict[str, Any]] = {}
-        for rec in _existing(records_dir, run.key):
+        store = JsonlStore(records_dir, run.key)  # records/<key>.jsonl + records/<key>.rank<r>.jsonl
+        for rec in store.records():
             if rec.get("fingerprint") != fp:
                 raise ValueError(
                     f"{records_dir / run.key}.jsonl holds records made with other settings (fingerprint "
@@ -678,7 +616,7 @@ def run_eval(
             prompts,
             mine,
             done,
-            records_dir / f"{run.key}.rank{rank}.jsonl",
+            store.shard_path(f"rank{rank}"),
             out / "traces" / f"{run.key}.json",
             pad_id,
             device,
@@ -686,7 +624,7 @@ def run_eval(
         )
         state.wait_for_everyone()
         if state.is_main_process:
-            merged = _merge(records_dir, run.key, ids)
+            merged = _merge(store, ids)
             run_results[run.key] = {
                 "task": spec.name,
                 "strategy": run.name,
@@ -755,7 +693,7 @@ def _decode_run(
     traces: list[dict[str, Any]] = []
     if not todo:
         return
-    writer = _LineWriter(shard)
+    writer = JsonlAppender(shard)
     bar = tqdm(
         total=len(mine),
         initial=n_seen,
@@ -842,15 +780,8 @@ def _decode_run(
         _atomic_write_text(trace_path, json.dumps(body) + "\n")
 
 
-def _merge(records_dir: Path, key: str, ids: list[str]) -> list[dict[str, Any]]:
+def _merge(store: JsonlStore, ids: list[str]) -> list[dict[str, Any]]:
     """Merge the run's shards into ``<key>.jsonl`` in example order (first record per id wins) and remove them."""
     order = {i: n for n, i in enumerate(ids)}
-    seen: dict[str, dict[str, Any]] = {}
-    for rec in _existing(records_dir, key):
-        seen.setdefault(rec["id"], rec)
-    merged = sorted(seen.values(), key=lambda r: (order.get(r["id"], len(order)), r.get("index", 0)))
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged)
-    _atomic_write_text(records_dir / f"{key}.jsonl", text)
-    for p in _shard_paths(records_dir, key):
-        p.unlink()
+    merged = store.merge(order=lambda r: (order.get(r["id"], len(order)), r.get("index", 0)))
     return [r for r in merged if r["id"] in order]
