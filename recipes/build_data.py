@@ -1,6 +1,6 @@
-"""Build NAP training data (SPEC §6, the paper's §5.2): P teacher traces per question at temperature 1.0, a
-summary conditioned on the gold answer, written as NAP instances and as the Long-CoT baseline from the SAME
-traces (`nap_hf.data.build_parallel_dataset`). Run from the repository root.
+"""Build NAP training data (docs/design.md §6, the paper's §5.2): P teacher traces per question at temperature
+1.0, a summary conditioned on the gold answer, written as NAP instances and as the Long-CoT baseline from the
+SAME traces (`nap_hf.data.build_parallel_dataset`). Run from the repository root.
 
 Outputs in `--output_dir`: `dataset/` (`save_to_disk`, splits `nap` and `longcot`), `nap.jsonl`,
 `longcot.jsonl`, `stats.json` (counts, drops by reason, path correctness, majority-vote accuracy,

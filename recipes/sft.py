@@ -1,4 +1,5 @@
-"""Masked-diffusion SFT of LLaDA / Dream on NAP (or Long-CoT) data with `DiffusionSFTTrainer` (SPEC §7).
+"""Masked-diffusion SFT of LLaDA / Dream on NAP (or Long-CoT) data with `DiffusionSFTTrainer`
+(docs/design.md §7).
 
 Every field of `trl.ScriptArguments` (dataset), `nap_hf.DiffusionSFTConfig` (training and objective) and
 `trl.ModelConfig` (model, LoRA) can be set in the YAML given with `--config` or on the command line; the

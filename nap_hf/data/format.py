@@ -1,9 +1,9 @@
 """The NAP instance format: the ONE place that says how an instance looks as text and as token ids.
 
-Shared by the parallel-forced decoding canvas (SPEC §3), the slot-aligned SFT instances (§7), the data
-builders (§6) and the evaluation parser, so that all of them agree on every character and every token.
+Shared by the parallel-forced decoding canvas (docs/design.md §3), the slot-aligned SFT instances (§7), the
+data builders (§6) and the evaluation parser, so that all of them agree on every character and every token.
 
-Text level (SPEC §6)::
+Text level (docs/design.md §6)::
 
     <think 1>\\n{path 1}\\n</think 1>\\n\\n<think 2>\\n{path 2}\\n</think 2>\\n\\n...<summary>\\n{summary}\\n</summary>
 
@@ -19,8 +19,8 @@ decoding canvas are the very ids the model saw in training, and that every slot 
 (Byte-level BPE tokenizers such as LLaDA's and Dream's decode a segment back to its exact text;
 SentencePiece tokenizers that add a prefix space per call would need a custom format.)
 
-The canvas (SPEC §3, Eq. 5) after the prompt is ``B1 R1 B2 R2 ... Bm Rm BS S``: headers ``Bj`` are fixed
-ids, a path slot ``Rj`` has ``path_length`` positions and holds the path text, its closing tag and then
+The canvas (docs/design.md §3, Eq. 5) after the prompt is ``B1 R1 B2 R2 ... Bm Rm BS S``: headers ``Bj`` are
+fixed ids, a path slot ``Rj`` has ``path_length`` positions and holds the path text, its closing tag and then
 filler (EOS) up to the slot end; the summary slot ``S`` likewise holds ``summary + "\\n</summary>"`` and
 filler up to ``summary_length``. Answers are parsed from the summary ONLY.
 """
@@ -146,7 +146,7 @@ def _check_summary(summary: str) -> None:
 
 
 def render_instance(paths: Sequence[str], summary: str, fmt: NAPFormat = DEFAULT_FORMAT) -> str:
-    """The flat text of a NAP instance (SPEC §6)::
+    """The flat text of a NAP instance (docs/design.md §6)::
 
         <think 1>\\n{p1}\\n</think 1>\\n\\n<think 2>\\n{p2}\\n</think 2>\\n\\n...<summary>\\n{summary}\\n</summary>
 
@@ -163,7 +163,7 @@ def render_instance(paths: Sequence[str], summary: str, fmt: NAPFormat = DEFAULT
 
 
 def render_longcot(paths: Sequence[str], summary: str, fmt: NAPFormat = DEFAULT_FORMAT) -> str:
-    """The Long-CoT baseline text built from the SAME traces as one chain (SPEC §6, decided here)::
+    """The Long-CoT baseline text built from the SAME traces as one chain (docs/design.md §6, decided here)::
 
     <think>\\n{p1}\\n\\n{p2}\\n\\n{p3}\\n</think>\\n\\n{summary}
     """
@@ -309,7 +309,7 @@ def _match_braces(text: str, start: int) -> int:
 
 
 def extract_answer(text: str | None) -> str | None:
-    """The final answer stated in ``text`` (SPEC §3), or None.
+    """The final answer stated in ``text`` (docs/design.md §3), or None.
 
     1. The last ``\\boxed{...}`` (also ``\\boxed {...}`` and ``\\fbox{...}``) with brace matching, so
        ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``; the content is stripped. A box nested inside an
@@ -526,7 +526,7 @@ def render_slot_aligned(
     filler_id: int,
     fmt: NAPFormat = DEFAULT_FORMAT,
 ) -> list[int] | None:
-    """The training instance in canvas layout (SPEC §7): ``layout.length`` ids.
+    """The training instance in canvas layout (docs/design.md §7): ``layout.length`` ids.
 
     Headers are ``layout.header_ids``; path slot j holds ``ids(path_j + fmt.close(j))`` padded with
     ``filler_id`` (EOS) to ``path_length``; the summary slot holds ``ids(summary + fmt.summary_close)``

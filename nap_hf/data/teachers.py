@@ -1,5 +1,5 @@
-"""Teachers for the NAP data builder (SPEC §6): a model that answers a chat prompt with one sampled reasoning
-trace per (prompt, seed). Two backends behind one interface: a local 🤗 transformers causal LM
+"""Teachers for the NAP data builder (docs/design.md §6): a model that answers a chat prompt with one sampled
+reasoning trace per (prompt, seed). Two backends behind one interface: a local 🤗 transformers causal LM
 (:class:`TransformersTeacher`) and any OpenAI-compatible chat-completions server such as vLLM or TGI
 (:class:`OpenAICompatibleTeacher`).
 

@@ -8,7 +8,7 @@ equation is a single-digit fact and the difficulty lies in the structure (which 
 slip that propagates), not in carries. ``digits=2`` is the harder calibration that was tried first: operands in
 [10, 99], values in [0, 99], written in the paths with two digits least-significant first (23 -> ``32``), so
 a carry is local; a 2.2M-parameter model reached 54% correct equations and 4% answers after 4000 steps on it
-(README, nap-tiny section). Questions and the boxed answer use ordinary decimal notation.
+(docs/nap_tiny.md). Questions and the boxed answer use ordinary decimal notation.
 
 A path is one equation per line, e.g. for "7 - 3 + 4" (``digits=1``)::
 
@@ -20,9 +20,9 @@ or for "23 + 15 - 18" (``digits=2``)::
     32+51=83
     83-81=02
 
-and the summary is ``The answer is \\boxed{20}.``: written from the gold answer (SPEC §6), so it is correct
-even when a path slipped. ``python -m nap_hf.data.toy_arithmetic OUT_DIR`` writes the train / test JSONL files
-(NAP and Long-CoT variants of the SAME traces) and the tokenizer.
+and the summary is ``The answer is \\boxed{20}.``: written from the gold answer (docs/design.md §6), so it is
+correct even when a path slipped. ``python -m nap_hf.data.toy_arithmetic OUT_DIR`` writes the train / test JSONL
+files (NAP and Long-CoT variants of the SAME traces) and the tokenizer.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def equation_is_right(eq: Equation | None) -> bool:
 
 
 def toy_summary(answer: int | str) -> str:
-    """The toy summary sentence (a short form of SPEC §6's template, to fit a 12-token slot)."""
+    """The toy summary sentence (a short form of docs/design.md §6's template, to fit a 12-token slot)."""
     return f"The answer is \\boxed{{{answer}}}."
 
 

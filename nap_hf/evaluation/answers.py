@@ -1,6 +1,6 @@
 """Answer extraction and correctness for the evaluation tasks (GSM8K, MATH-500, GPQA).
 
-Built on the boxed parser of :mod:`nap_hf.data.format` (SPEC §3); nothing here re-implements it.
+Built on the boxed parser of :mod:`nap_hf.data.format` (docs/design.md §3); nothing here re-implements it.
 
 Where the answer is read (:func:`extract_answer`):
 

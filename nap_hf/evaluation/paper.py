@@ -1,5 +1,5 @@
-"""The NAP paper's reported numbers (SPEC §8, Tables 1-5), as data, so evaluation tables can print ours next to
-theirs.
+"""The NAP paper's reported numbers (docs/design.md §8, Tables 1-5), as data, so evaluation tables can print
+ours next to theirs.
 
 Keys (decided here):
 

@@ -1,4 +1,5 @@
-"""`DiffusionSFTConfig`: TRL's `SFTConfig` plus the fields of the masked-diffusion objective (SPEC §7)."""
+"""`DiffusionSFTConfig`: TRL's `SFTConfig` plus the fields of the masked-diffusion objective
+(docs/design.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The masked-diffusion SFT objective as pure functions (SPEC §7): noise a batch, weight the masked
+"""The masked-diffusion SFT objective as pure functions (docs/design.md §7): noise a batch, weight the masked
 positions, and reduce to a loss whose value per optimizer step does not depend on how the global batch is
 split. The trainer calls these; tests check them against a plain, slow computation."""
 

@@ -1,5 +1,5 @@
-"""`DiffusionSFTTrainer`: TRL's `SFTTrainer` with the masked-diffusion objective (SPEC §7) for LLaDA, Dream
-and any masked-diffusion model: prompt never noised, response + EOS padding trained, t once per sequence,
+"""`DiffusionSFTTrainer`: TRL's `SFTTrainer` with the masked-diffusion objective (docs/design.md §7) for LLaDA,
+Dream and any masked-diffusion model: prompt never noised, response + EOS padding trained, t once per sequence,
 ELBO / CART / ... weights, and a loss per optimizer step independent of how the batch is split."""
 
 from __future__ import annotations
@@ -427,7 +427,8 @@ class _DeferredCollator:
 
 def _prompt_and_completion(tok, example: dict) -> tuple[list[int], str]:
     """Prompt ids and completion text of one example, in either accepted format. Conversational prompts go
-    through the model's chat template with the generation prompt (SPEC §6); plain prompts are tokenized as is."""
+    through the model's chat template with the generation prompt (docs/design.md §6); plain prompts are
+    tokenized as is."""
     if "messages" in example and example["messages"] is not None:
         messages = list(example["messages"])
         if not messages or messages[-1].get("role") != "assistant":
