@@ -129,21 +129,21 @@ def nap_tiny_demo(path: Path, out_dir: Path, n: int) -> None:
         f"\n{correct}/{n} correct; strategy={gen.strategy}, m={gen.m}, NFE {out.nfe} ({gen.steps} steps, 1 token "
         f"per step), {dt:.1f} s for the batch"
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    write_figure(
+        out.trace, out.regions, ["nap-tiny, parallel-forced m=3"], out_dir / "decoding_dynamics_nap_tiny.png"
+    )
+
+
+def write_figure(traces, regions, titles: list[str], path: Path) -> None:
+    """The decoding-dynamics figure (the paper's Figure 1 view) of one or more runs, written to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         from nap_hf.plotting import plot_decoding_dynamics
-
-        plot_decoding_dynamics(
-            out.trace,
-            regions=out.regions,
-            titles=["nap-tiny, parallel-forced m=3"],
-            path=out_dir / "decoding_dynamics.png",
-        )
-        print(
-            f"decoding-dynamics figure (the paper's Figure 1 view) written to {out_dir / 'decoding_dynamics.png'}"
-        )
     except ImportError as err:
         print(f"(no figure: {err})")
+        return
+    plot_decoding_dynamics(traces, regions=regions, titles=titles, path=path)
+    print(f"decoding-dynamics figure (the paper's Figure 1 view) written to {path}")
 
 
 def main() -> None:
@@ -236,22 +236,13 @@ def main() -> None:
     print(f"  summary: {pf.summary[0][:60]!r}   answer: {pf.answer[0]}")
 
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        from nap_hf.plotting import plot_decoding_dynamics
-
-        labels = ["ar", "confidence", "random", "parallel_forced m=3 (NAP-D)"]
-        plot_decoding_dynamics(
-            [runs[k].trace for k in labels],
-            regions=[None, None, None, pf.regions],
-            titles=["AR order", "confidence (AO)", "random", "parallel-forced"],
-            path=out_dir / "decoding_dynamics.png",
-        )
-        print(
-            f"decoding-dynamics figure (the paper's Figure 1 view) written to {out_dir / 'decoding_dynamics.png'}"
-        )
-    except ImportError as err:
-        print(f"(no figure: {err})")
+    labels = ["ar", "confidence", "random", "parallel_forced m=3 (NAP-D)"]
+    write_figure(
+        [runs[k].trace for k in labels],
+        [None, None, None, pf.regions],
+        ["AR order", "confidence (AO)", "random", "parallel-forced"],
+        out_dir / ("decoding_dynamics_untrained.png" if args.model is None else "decoding_dynamics.png"),
+    )
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".traces.")
     with os.fdopen(fd, "w") as f:
         json.dump(
