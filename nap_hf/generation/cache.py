@@ -154,6 +154,9 @@ class CachedForward:
 
     def __call__(self, x: torch.LongTensor, rows: torch.BoolTensor, window: torch.BoolTensor) -> torch.Tensor:
         """Aligned logits (N, V) of the N positions of `rows` (row-major) of the (B, L) canvas `x`."""
+        if bool((rows & ~window).any()):
+            raise RuntimeError("a strategy asked for rows outside its active window (StepPlan.window).")
+        self.window = window
         if self._needs_refresh(window):
             hidden = self.decoder(
                 input_ids=x,
@@ -161,7 +164,7 @@ class CachedForward:
                 position_ids=self.position_ids,
                 cache=self.cache,
             ).last_hidden_state  # (B, L, D)
-            self.last_window, self.since_refresh, self.dirty = window, 0, False
+            self.last_window, self.since_refresh, self.dirty = window, 1, False
             return self.head(align_predictions(hidden, self.shift)[rows])
         cols = window_columns(window, self.mode, self.shift)
         hidden = self.decoder(
@@ -181,8 +184,8 @@ class CachedForward:
     def committed(self, commit: torch.BoolTensor) -> None:
         """After a step: a commit outside the columns the next partial forward recomputes (filler written
         by an early exit) makes the cached keys and values of that column stale, so the next step refreshes."""
-        if bool((commit & ~self.last_window[None, :]).any()):
-            recomputed = torch.zeros_like(self.last_window)
-            recomputed[window_columns(self.last_window, self.mode, False)] = True
+        if bool((commit & ~self.window[None, :]).any()):
+            recomputed = torch.zeros_like(self.window)
+            recomputed[window_columns(self.window, self.mode, False)] = True
             if bool((commit & ~recomputed[None, :]).any()):
                 self.dirty = True

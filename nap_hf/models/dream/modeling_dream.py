@@ -11,8 +11,10 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, apply_rotary_pos_emb
 
 from ...alignment import align_predictions
+from ...generation.cache import DiffusionCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..attention import attention_function, default_position_ids
+from ..attention import attention_function, bidirectional_attention_mask
+from ..partial import cache_position_ids, partial_forward_cache
 from .configuration_dream import DreamConfig
 
 __all__ = ["DreamAttention", "DreamModel", "DreamPreTrainedModel", "DreamBaseModel"]
@@ -84,11 +86,32 @@ class DreamBaseModel(Qwen2Model):
         for i, layer in enumerate(self.layers):
             layer.self_attn = DreamAttention(config, i)
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        cache: DiffusionCache | None = None,
+        cache_position: torch.LongTensor | None = None,
+        **kwargs,
+    ):
+        """Qwen2's forward with bidirectional attention. With `cache` (a
+        :class:`~nap_hf.generation.cache.DiffusionCache`, also accepted as `past_key_values`): without
+        `cache_position` a full forward that (re)writes every key and value; with `cache_position` (Q,) a
+        partial forward over those canvas columns (`input_ids` (B, Q), `position_ids` (B, Q) their true RoPE
+        positions, `attention_mask` (B, L) the whole canvas). The outputs are raw (unshifted): the prediction
+        for column i is the output at column i - 1, so a partial forward must include that column."""
+        ref = input_ids if input_ids is not None else inputs_embeds
+        cache = partial_forward_cache(cache, kwargs.pop("past_key_values", None), cache_position, ref)
         if position_ids is None:
-            ref = input_ids if input_ids is not None else inputs_embeds
-            position_ids = default_position_ids(attention_mask, ref)
-        if attention_mask is not None and attention_mask.dim() == 2 and bool(attention_mask.all()):
+            position_ids = cache_position_ids(attention_mask, ref, cache_position)
+        if cache is not None:  # one padding mask over the whole cached canvas, for every query
+            dtype = inputs_embeds.dtype if inputs_embeds is not None else self.embed_tokens.weight.dtype
+            mask = bidirectional_attention_mask(attention_mask, dtype, self.config._attn_implementation)
+            attention_mask = dict.fromkeys(set(self.config.layer_types), mask)
+            kwargs["cache"] = cache
+        elif attention_mask is not None and attention_mask.dim() == 2 and bool(attention_mask.all()):
             attention_mask = None
         kwargs["use_cache"] = False
         return super().forward(
@@ -115,6 +138,7 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
     """
 
     shift_logits = True
+    _supports_diffusion_cache = True  # the trunk takes a DiffusionCache and a partial forward
 
     def __init__(self, config: DreamConfig):
         super().__init__(config)
@@ -158,16 +182,21 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         prediction_mask: torch.BoolTensor | None = None,
+        cache: DiffusionCache | None = None,
+        cache_position: torch.LongTensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """Raw (unshifted) logits (B, L, V), as Dream's published `forward`. With `prediction_mask` (B, L), only the
-        ALIGNED predictions at those positions, (N, V) (the training loss asks for the masked positions only)."""
+        ALIGNED predictions at those positions, (N, V) (the training loss asks for the masked positions only).
+        `cache` / `cache_position`: a KV cache and a partial forward, as :meth:`DreamBaseModel.forward`."""
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states,
+            cache=cache if cache is not None else kwargs.get("past_key_values"),
+            cache_position=cache_position,
         )
         hidden = out.last_hidden_state
         if prediction_mask is not None:  # (N, V): aligned predictions at the selected positions only

@@ -13,8 +13,10 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from ...alignment import align_predictions
+from ...generation.cache import DiffusionCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..attention import attention_function, bidirectional_attention_mask, default_position_ids
+from ..attention import attention_function, bidirectional_attention_mask
+from ..partial import cache_position_ids, partial_forward_cache
 from .configuration_llada import LLaDAConfig
 
 __all__ = ["LLaDAModel", "LLaDAModelLM", "LLaDAPreTrainedModel"]
@@ -90,7 +92,10 @@ class LLaDABlock(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,  # (B, L, D)
         attention_mask: torch.Tensor | None = None,  # additive (B, 1, 1, L) or None
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: DiffusionCache | None = None,
     ) -> torch.Tensor:
+        """With `cache`, `hidden_states` (B, Q, D) are Q canvas positions: their keys and values are written to
+        the cache, and their queries attend to the whole cached canvas (L keys)."""
         bsz, seq_len, _ = hidden_states.shape
         x = self.attn_norm(hidden_states)
         q = self.q_proj(x).view(bsz, seq_len, -1, self.head_dim).transpose(1, 2)
@@ -99,6 +104,8 @@ class LLaDABlock(GradientCheckpointingLayer):
         cos, sin = position_embeddings  # in the rope's compute dtype (float32 for bf16 activations)
         q, k = apply_rotary_pos_emb(q.to(cos.dtype), k.to(cos.dtype), cos, sin)
         q, k = q.to(v.dtype), k.to(v.dtype)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, H_kv, L, hd)
         attention = attention_function(self.config._attn_implementation)  # eager: float64 stays float64
         attn, _ = attention(
             self,
@@ -169,13 +176,22 @@ class LLaDAModel(LLaDAPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        cache: DiffusionCache | None = None,
+        cache_position: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
+        """The trunk over (B, L) ids. With `cache` (a :class:`~nap_hf.generation.cache.DiffusionCache`, also
+        accepted as `past_key_values`): without `cache_position` a full forward that (re)writes every key and
+        value; with `cache_position` (Q,) a partial forward over those canvas columns only (`input_ids` (B, Q),
+        `position_ids` (B, Q) their true RoPE positions, `attention_mask` (B, L) the whole canvas)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("LLaDAModel.forward: pass exactly one of `input_ids` or `inputs_embeds`.")
         hidden_states = self.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        cache = partial_forward_cache(
+            cache, kwargs.pop("past_key_values", None), cache_position, hidden_states
+        )
         if position_ids is None:
-            position_ids = default_position_ids(attention_mask, hidden_states)
+            position_ids = cache_position_ids(attention_mask, hidden_states, cache_position)
         mask = bidirectional_attention_mask(
             attention_mask, hidden_states.dtype, self.config._attn_implementation
         )
@@ -184,7 +200,7 @@ class LLaDAModel(LLaDAPreTrainedModel):
         for block in self.transformer.blocks:
             if all_hidden is not None:
                 all_hidden.append(hidden_states)
-            hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rope)
+            hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rope, cache=cache)
         hidden_states = self.transformer.ln_f(hidden_states)
         if all_hidden is not None:
             all_hidden.append(hidden_states)
@@ -210,6 +226,7 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
 
     _tied_weights_keys: dict[str, str] = {}
     shift_logits = False
+    _supports_diffusion_cache = True  # the trunk takes a DiffusionCache and a partial forward
 
     def __init__(self, config: LLaDAConfig):
         super().__init__(config)
@@ -246,17 +263,22 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         prediction_mask: torch.BoolTensor | None = None,
+        cache: DiffusionCache | None = None,
+        cache_position: torch.LongTensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """Full-vocabulary logits (B, L, V) for every position (position i predicts token i). With
         `prediction_mask` (B, L), only the predictions at those positions, (N, V): the training loss asks for the
-        masked positions only. The decoding loop runs `self.model` and the LM head on committable rows itself."""
+        masked positions only. The decoding loop runs `self.model` and the LM head on committable rows itself.
+        `cache` / `cache_position`: a KV cache and a partial forward, as :meth:`LLaDAModel.forward`."""
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states,
+            cache=cache if cache is not None else kwargs.get("past_key_values"),
+            cache_position=cache_position,
         )
         hidden = out.last_hidden_state
         if prediction_mask is not None:  # (N, V): aligned predictions at the selected positions only

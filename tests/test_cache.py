@@ -1,0 +1,269 @@
+"""KV caching in the decoding loop (docs/caching.md), in float64.
+
+Where a cache is exact: on a 1-layer model the cached keys and values of unchanged positions are those of
+their token embeddings, so every cached step (prefix and dual) must equal `cache_implementation=None` to
+1e-12; a cache refreshed every step must equal no cache on a deep model; batch vs one prompt at a time
+matches with a cache; partial forwards really run (a counter on the trunk); bad input names the fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from nap_hf import DreamModel, LLaDAModelLM
+from nap_hf.generation.cache import DiffusionCache
+from nap_hf.testing import write_tiny_dream, write_tiny_llada
+
+from .conftest import random_prompt
+
+HEADERS = [[5, 6], [7, 8], [9]]  # m = 2 path headers and the summary header, as token ids
+
+
+@pytest.fixture(scope="module")
+def one_layer(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one-layer")
+    llada = LLaDAModelLM.from_pretrained(write_tiny_llada(root / "llada", n_layers=1), dtype=torch.float64)
+    dream = DreamModel.from_pretrained(
+        write_tiny_dream(root / "dream", num_hidden_layers=1), dtype=torch.float64
+    )
+    return {"llada": llada.eval(), "dream": dream.eval()}
+
+
+class Record(LogitsProcessor):
+    """Keeps every step's candidate logits (the rows the step asked for)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def __call__(self, input_ids, scores):
+        self.steps.append(scores.clone())
+        return scores
+
+
+class TrunkCalls:
+    """Counts the trunk's forwards by input length (a partial forward is shorter than the canvas)."""
+
+    def __init__(self, model):
+        self.lengths = []
+        self.handle = model.get_decoder().register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        self.lengths.append(kwargs["input_ids"].shape[1])
+
+    def close(self):
+        self.handle.remove()
+
+
+def padded_batch(model, lengths=(3, 6)):
+    pad = model.config.pad_token_id
+    prompts = [random_prompt(model, n, seed=n) for n in lengths]
+    P = max(lengths)
+    ids = torch.stack([torch.cat([torch.full((P - p.shape[1],), pad), p[0]]) for p in prompts])
+    mask = torch.stack(
+        [torch.cat([torch.zeros(P - p.shape[1]), torch.ones(p.shape[1])]).long() for p in prompts]
+    )
+    return prompts, ids, mask
+
+
+def run(model, ids, mask=None, **kwargs):
+    rec, calls = Record(), TrunkCalls(model)
+    try:
+        out = model.generate(
+            ids,
+            attention_mask=mask,
+            logits_processor=LogitsProcessorList([rec]),
+            return_dict_in_generate=True,
+            **kwargs,
+        )
+    finally:
+        calls.close()
+    return out, rec.steps, calls.lengths
+
+
+def assert_same_run(a, b, tol=1e-12):
+    (out_a, logits_a, _), (out_b, logits_b, _) = a, b
+    assert torch.equal(out_a.sequences, out_b.sequences) and torch.equal(out_a.trace, out_b.trace)
+    assert out_a.nfe == out_b.nfe and len(logits_a) == len(logits_b)
+    for la, lb in zip(logits_a, logits_b, strict=True):
+        torch.testing.assert_close(la, lb, rtol=0, atol=tol)
+
+
+BLOCKWISE = [
+    dict(strategy="confidence", steps=8, gen_length=16, block_length=4),
+    dict(strategy="confidence", steps=8, gen_length=16, block_length=4, score="margin"),
+    dict(strategy="confidence", steps=8, gen_length=16, block_length=8, score="entropy"),
+    dict(strategy="ar", steps=8, gen_length=16, block_length=4),
+    dict(strategy="random", steps=8, gen_length=16, block_length=4, seed=3),
+    dict(strategy="threshold", steps=8, gen_length=16, block_length=4, threshold=0.05),
+    dict(strategy="factor", steps=8, gen_length=16, block_length=4, factor=2.0),
+    dict(strategy="confidence", steps=8, gen_length=16, block_length=4, temperature=1.0, seed=5),
+    dict(strategy="confidence", steps=4, gen_length=8, block_length=4, cfg_scale=1.5),
+]
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@pytest.mark.parametrize("arch", ["llada", "dream"])
+@pytest.mark.parametrize("case", BLOCKWISE, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_one_layer_cached_steps_equal_no_cache(one_layer, arch, mode, case):
+    model = one_layer[arch]
+    _, ids, mask = padded_batch(model)
+    ref = run(model, ids, mask, **case)
+    got = run(model, ids, mask, cache_implementation=mode, **case)
+    assert_same_run(got, ref)
+    L = ref[0].sequences.shape[1]
+    assert all(n == L for n in ref[2])
+    partial = [n for n in got[2] if n < L]
+    assert partial and len(got[2]) == got[0].nfe // (2 if case.get("cfg_scale") else 1)
+    n_blocks = case["gen_length"] // case["block_length"]
+    assert len(got[2]) - len(partial) == n_blocks  # one refresh per block, each the block's first step
+    if mode == "dual":
+        assert max(partial) <= case["block_length"] + (1 if arch == "dream" else 0)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@pytest.mark.parametrize("arch", ["llada", "dream"])
+@pytest.mark.parametrize("summary", ["after", "concurrent"])
+def test_one_layer_parallel_forced_with_cache_equals_no_cache(one_layer, arch, mode, summary):
+    model = one_layer[arch]
+    _, ids, mask = padded_batch(model)
+    case = dict(
+        strategy="parallel_forced",
+        m=2,
+        path_length=8,
+        summary_length=4,
+        block_length=4,
+        steps=10,
+        header_ids=HEADERS,
+        summary=summary,
+    )
+    ref = run(model, ids, mask, **case)
+    got = run(model, ids, mask, cache_implementation=mode, **case)
+    assert_same_run(got, ref)
+    L = ref[0].sequences.shape[1]
+    assert any(n < L for n in got[2])
+
+
+def test_refresh_every_step_equals_no_cache_on_a_deep_model(model64):
+    _, ids, mask = padded_batch(model64)
+    for case in (BLOCKWISE[0], BLOCKWISE[5]):
+        ref = run(model64, ids, mask, **case)
+        for mode in ("prefix", "dual"):
+            got = run(model64, ids, mask, cache_implementation=mode, cache_refresh=1, **case)
+            assert_same_run(got, ref, tol=0)
+            assert all(n == ref[0].sequences.shape[1] for n in got[2])
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_batch_equals_one_prompt_at_a_time_with_a_cache(model64, mode):
+    prompts, ids, mask = padded_batch(model64, (3, 7, 5))
+    P = ids.shape[1]
+    cases = [BLOCKWISE[0], BLOCKWISE[3]]
+    cases.append(
+        dict(
+            strategy="parallel_forced",
+            m=2,
+            path_length=8,
+            summary_length=4,
+            block_length=4,
+            steps=10,
+            header_ids=HEADERS,
+        )
+    )
+    for case in cases:
+        batch = model64.generate(
+            ids, attention_mask=mask, cache_implementation=mode, return_dict_in_generate=True, **case
+        )
+        for row, prompt in enumerate(prompts):
+            single = model64.generate(prompt, cache_implementation=mode, return_dict_in_generate=True, **case)
+            n = prompt.shape[1]
+            assert torch.equal(batch.sequences[row, P:], single.sequences[0, n:])
+            assert torch.equal(batch.trace[row, P:], single.trace[0, n:])
+
+
+def test_cache_with_num_return_sequences_and_refresh_policies(llada64):
+    prompt = random_prompt(llada64, 5)
+    case = dict(strategy="confidence", steps=8, gen_length=16, block_length=4, temperature=1.0, seed=1)
+    out = llada64.generate(
+        prompt, num_return_sequences=3, cache_implementation="dual", return_dict_in_generate=True, **case
+    )
+    assert out.sequences.shape == (3, 21) and not (out.sequences == llada64.config.mask_token_id).any()
+    pf = dict(strategy="parallel_forced", m=2, path_length=8, summary_length=4, block_length=4, steps=10)
+    for refresh in ("any", "all", 3):
+        out = llada64.generate(
+            prompt,
+            header_ids=HEADERS,
+            cache_implementation="dual",
+            cache_refresh=refresh,
+            return_dict_in_generate=True,
+            **pf,
+        )
+        assert out.nfe == 10 and not (out.sequences == llada64.config.mask_token_id).any()
+
+
+def test_models_take_a_cache_and_a_partial_forward(model64):
+    """The trunk API itself: a full forward fills the cache; a partial forward over some columns at their true
+    positions gives the full forward's outputs there when nothing changed (here: exactly the same canvas)."""
+    _, ids, mask = padded_batch(model64)
+    decoder = model64.get_decoder()
+    cache = DiffusionCache()
+    full = decoder(input_ids=ids, attention_mask=mask, cache=cache).last_hidden_state
+    cols = torch.tensor([1, 4, 5])
+    part = decoder(input_ids=ids[:, cols], attention_mask=mask, past_key_values=cache, cache_position=cols)
+    torch.testing.assert_close(part.last_hidden_state, full[:, cols], rtol=0, atol=1e-12)
+    assert (cache.full_forwards, cache.partial_forwards) == (1, 1)
+    with pytest.raises(ValueError, match="DiffusionCache"):
+        decoder(input_ids=ids, attention_mask=mask, cache=object())
+    with pytest.raises(ValueError, match="needs a cache"):
+        decoder(input_ids=ids[:, cols], attention_mask=mask, cache_position=cols)
+
+
+class NoCacheLLaDA(LLaDAModelLM):
+    _supports_diffusion_cache = False
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(cache_implementation="static", block_length=4), "cache_implementation='static' is unknown"),
+        (dict(cache_implementation="dual"), "pass block_length="),
+        (dict(cache_implementation="dual", strategy="dream"), "strategy='dream' has no blocks"),
+        (
+            dict(
+                cache_implementation="prefix",
+                strategy="parallel_forced",
+                m=2,
+                path_length=8,
+                summary_length=4,
+                header_ids=HEADERS,
+            ),
+            "block_length= \\(it must divide path_length",
+        ),
+        (
+            dict(
+                cache_implementation="dual",
+                canvas="nap",
+                m=2,
+                path_length=8,
+                summary_length=4,
+                header_ids=HEADERS,
+            ),
+            "each slot is a block",
+        ),
+        (
+            dict(cache_implementation="dual", block_length=4, cache_refresh="sometimes"),
+            "cache_refresh='sometimes'",
+        ),
+    ],
+)
+def test_bad_cache_input_names_the_fix(llada64, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        llada64.generate(random_prompt(llada64, 4), steps=4, gen_length=8, **kwargs)
+
+
+def test_a_model_without_cache_support_is_named(llada_dir):
+    model = NoCacheLLaDA.from_pretrained(llada_dir, dtype=torch.float64).eval()
+    with pytest.raises(ValueError, match="NoCacheLLaDA does not support cache_implementation='dual'"):
+        model.generate(
+            random_prompt(model, 4), steps=4, gen_length=8, block_length=4, cache_implementation="dual"
+        )
