@@ -103,11 +103,13 @@ def test_readme_starts_with_the_two_commands_is_short_and_lists_every_page():
 
 def test_readme_python_blocks_run_offline(tmp_path):
     """The quick starts (generate, parallel-forced, train) run as written, in order, in one fresh process, on
-    the shipped models; blocks marked `# not run in tests` are skipped."""
+    the shipped models, followed by docs/design.md's strategy example; blocks marked `# not run in tests` are
+    skipped."""
     if not (REPO / "models" / "nap-tiny" / "model.safetensors").exists():
         pytest.skip("the shipped models are not in this checkout")
     blocks = [b for b in python_blocks(read(README)) if NOT_RUN not in b]
     assert len(blocks) >= 3, "the README should keep its three runnable quick starts"
+    blocks += [b for b in python_blocks(read(DOCS / "design.md")) if NOT_RUN not in b]
     script = tmp_path / "readme_blocks.py"
     script.write_text("\n".join(blocks), encoding="utf-8")
     (tmp_path / "models").symlink_to(REPO / "models")  # the blocks name models/... from the repository root
