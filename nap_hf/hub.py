@@ -30,6 +30,7 @@ import dataclasses
 import fnmatch
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +40,7 @@ from typing import Any
 
 from huggingface_hub import DatasetCardData, ModelCardData
 
-from .io import write_text_atomic
+from .io import replace_dir, write_text_atomic
 
 __all__ = [
     "NAP_CITATION",
@@ -50,6 +51,7 @@ __all__ = [
     "model_cards_dir",
     "render_model_card",
     "render_dataset_card",
+    "dataset_card_info",
     "decoding_settings",
     "objective_settings",
     "collect_versions",
@@ -57,6 +59,8 @@ __all__ = [
     "default_upload_dir",
     "prepare_upload_folder",
     "push_folder",
+    "write_hub_folder",
+    "push_dataset_folder",
     "write_text_atomic",
 ]
 
@@ -415,7 +419,7 @@ def render_model_card(
 
 def _dataset_configs(configs: Sequence[str | Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """The `configs:` YAML of a dataset card: a config name means the files `data/<name>/train-*` as its `train`
-    split (the layout :func:`nap_hf.data.builder.write_hub_folder` writes); a mapping is taken as written."""
+    split (the layout :func:`write_hub_folder` writes); a mapping is taken as written."""
     out: list[dict[str, Any]] = []
     for k, config in enumerate(configs or []):
         if isinstance(config, Mapping):
@@ -492,6 +496,102 @@ def render_dataset_card(info: Mapping[str, Any], template_dir: str | os.PathLike
         or (f"`{license_id}`; the source datasets' licences also apply." if license_id else "Not specified."),
         citations={"nap": NAP_CITATION},
     )
+
+
+def _percent(x: float | None) -> str | None:
+    return None if x is None else f"{100 * x:.1f}%"
+
+
+def _public(value: Any) -> Any:
+    """A local path becomes its last component + " (local)": a card must not leak the local file layout."""
+    if isinstance(value, str) and (
+        value.startswith(("/", "~", "./", "../")) or re.match(r"^[A-Za-z]:\\", value)
+    ):
+        return f"{Path(value).name} (local)"
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    return value
+
+
+def _decontamination_text(source: Mapping[str, Any]) -> str | None:
+    against = source.get("decontaminated_against")
+    if against:
+        return (
+            f"Questions of `{source.get('source')}` were checked against "
+            f"{', '.join(f'`{a}`' for a in _as_list(against))}: {source.get('n_contaminated', 0)} "
+            "contaminated question(s) removed before generation."
+        )
+    if source and (source.get("n_contaminated") is not None or against is not None):
+        return "Not performed for this source (decontamination was switched off)."
+    return None
+
+
+def _size_category(n: int) -> str:
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < bound:
+            return name
+    return "100K<n<1M"
+
+
+def _correctness_rows(correctness: Mapping[str, Any]) -> dict[str, str | None]:
+    corr, kept = correctness.get("all", {}), correctness.get("kept", {})
+    return {
+        "paths correct (all generated)": _percent(corr.get("fraction_paths_correct")),
+        "questions with >= 1 correct path": _percent(
+            corr.get("fraction_instances_with_at_least_one_correct")
+        ),
+        "questions with all paths correct": _percent(corr.get("fraction_instances_with_all_correct")),
+        "majority-vote accuracy": _percent(corr.get("majority_vote_accuracy")),
+        "paths truncated": _percent(corr.get("fraction_paths_truncated")),
+        "paths correct (kept instances)": _percent(kept.get("fraction_paths_correct")),
+    }
+
+
+def dataset_card_info(stats: Mapping[str, Any], *, name: str | None = None) -> dict[str, Any]:
+    """The :func:`render_dataset_card` fields of a data build's ``stats.json``
+    (:func:`nap_hf.data.read_build_stats`): teacher, P, temperature, counts, correctness, decontamination,
+    licence, the two configs."""
+    from .data.builder import COLUMNS
+    from .data.format import SUMMARY_TEMPLATE
+
+    settings = stats.get("generation_settings", {})
+    teacher = settings.get("teacher", {})
+    source = stats.get("source") or {}
+    counts = stats.get("counts", {})
+    assembly = stats.get("assembly", {})
+    prompt = assembly.get("prompt_template")
+    return {
+        "name": name or "NAP parallel reasoning data",
+        "sources": stats.get("sources") or {},
+        "source_details": {
+            k: _public(source.get(k))
+            for k in ("source", "location", "split", "n_raw", "n_invalid", "n_kept")
+            if source.get(k) is not None
+        },
+        "teacher": _public(teacher.get("model") or teacher.get("model_name") or teacher.get("class")),
+        "teacher_details": {k: _public(v) for k, v in teacher.items() if k not in ("model", "model_name")},
+        "P": settings.get("num_paths"),
+        "temperature": teacher.get("temperature"),
+        "max_new_tokens": teacher.get("max_new_tokens"),
+        "summary_template": SUMMARY_TEMPLATE.format(answer="<gold answer>")
+        if settings.get("summary") == "template"
+        else "teacher-written (gold answer given)",
+        "prompt_format": "the question alone in the chat template" if prompt == "{question}" else prompt,
+        "seed": settings.get("seed"),
+        "counts": {
+            "questions": counts.get("problems"),
+            "instances (per config)": counts.get("kept", 0),
+            "dropped": counts.get("dropped"),
+            **{f"dropped: {k}": v for k, v in counts.get("dropped_by_reason", {}).items() if v},
+        },
+        "correctness": _correctness_rows(stats.get("correctness", {})),
+        "filters": assembly,
+        "decontamination": _decontamination_text(source),
+        "license": source.get("license"),
+        "size_category": _size_category(counts.get("kept", 0)),
+        "configs": ["nap", "longcot"],
+        "columns": COLUMNS,
+    }
 
 
 # Objective fields that mean something only under another setting (left out of the card otherwise).
@@ -721,13 +821,7 @@ def prepare_upload_folder(
             raise RuntimeError(
                 f"refusing to write an upload folder whose files contain a Hub token: {leaked}"
             )
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(staging, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -783,3 +877,50 @@ def push_folder(
         redacted = _redact(f"{type(e).__name__}: {e}", [token])
     # raised outside the `except` block, so the original exception (which quotes the token) is not chained
     raise RuntimeError(redacted)
+
+
+def write_hub_folder(
+    data: Any,
+    folder: str | os.PathLike,
+    *,
+    readme: str,
+    secrets: Sequence[str | None] = (),
+) -> Path:
+    """Write the folder a dataset push uploads: ``data/<config>/train-00000-of-00001.parquet`` for each split
+    of ``data`` (``nap``, ``longcot``) and ``readme`` as README.md (its YAML must carry the ``configs:``, as
+    :func:`render_dataset_card` writes it). ``datasets.load_dataset(folder, "nap")`` reads it back. Written
+    through :func:`prepare_upload_folder` (atomic swap; a file holding one of ``secrets`` is refused)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.src.", suffix=".tmp"))
+    try:
+        for config, ds in data.items():
+            target = staging / "data" / config / "train-00000-of-00001.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ds.to_parquet(str(target))
+        return prepare_upload_folder(staging, folder, readme=readme, secrets=list(secrets))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def push_dataset_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload NAP data with nap-hf",
+    offline: bool | None = None,
+):
+    """Upload ``folder`` to the DATASET repo ``repo_id`` (created if missing) through :func:`push_folder`:
+    offline (``offline=True`` or ``HF_HUB_OFFLINE=1``) nothing is contacted and the folder's path is returned;
+    the token goes to ``huggingface_hub`` only and is redacted from errors."""
+    return push_folder(
+        folder,
+        repo_id,
+        token=token,
+        private=private,
+        commit_message=commit_message,
+        offline=offline,
+        repo_type="dataset",
+    )

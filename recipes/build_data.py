@@ -268,17 +268,43 @@ def make_teacher(args: BuildDataArguments):
     )
 
 
+def generation_settings(args: BuildDataArguments):
+    """The fingerprinted settings of `args` (`nap_hf.data.GenerationSettings`): changing one of them needs
+    `--force_resume` or `--no_resume` on an existing work dir."""
+    from nap_hf.data import GenerationSettings
+
+    return GenerationSettings(
+        num_paths=args.num_paths,
+        seed=args.seed,
+        summary=args.summary,
+        teacher_prompt_template=args.teacher_prompt_template,
+        teacher_system_prompt=args.teacher_system_prompt,
+        answer_task=args.answer_task,
+    )
+
+
+def assembly_settings(args: BuildDataArguments, tokenizer: Any = None):
+    """The settings of `args` applied when the dataset is assembled (`nap_hf.data.AssemblySettings`): changing
+    them re-assembles without asking the teacher."""
+    from nap_hf.data import AssemblySettings
+
+    return AssemblySettings(
+        prompt_template=args.prompt_template,
+        system_prompt=args.system_prompt,
+        require_correct_path=args.require_correct_path,
+        drop_truncated=args.drop_truncated,
+        require_fit=args.require_fit,
+        tokenizer=tokenizer,
+        path_length=args.path_length,
+        summary_length=args.summary_length,
+    )
+
+
 def main(args: BuildDataArguments) -> dict[str, Any]:
     """Load the questions, build the data, print the statistics, push (or write the upload folder). Returns
     the build statistics."""
     from nap_hf import hub
-    from nap_hf.data.builder import (
-        build_parallel_dataset,
-        dataset_card_info,
-        push_dataset_folder,
-        read_build_stats,
-        write_hub_folder,
-    )
+    from nap_hf.data.builder import build_parallel_dataset, read_build_stats
     from nap_hf.data.sources import load_source, parse_columns
 
     problems = load_source(
@@ -302,20 +328,8 @@ def main(args: BuildDataArguments) -> dict[str, Any]:
             problems,
             teacher,
             args.output_dir,
-            num_paths=args.num_paths,
-            seed=args.seed,
-            summary=args.summary,
-            teacher_prompt_template=args.teacher_prompt_template,
-            teacher_system_prompt=args.teacher_system_prompt,
-            prompt_template=args.prompt_template,
-            system_prompt=args.system_prompt,
-            answer_task=args.answer_task,
-            require_correct_path=args.require_correct_path,
-            drop_truncated=args.drop_truncated,
-            tokenizer=tokenizer,
-            path_length=args.path_length,
-            summary_length=args.summary_length,
-            require_fit=args.require_fit,
+            generation_settings(args),
+            assembly_settings(args, tokenizer),
             shard_size=args.shard_size,
             resume=args.resume,
             force_resume=args.force_resume,
@@ -341,16 +355,16 @@ def main(args: BuildDataArguments) -> dict[str, Any]:
         f"wrote {out / 'dataset'} (splits {sorted(data)}), {out / 'nap.jsonl'}, {out / 'longcot.jsonl'}, {out / 'stats.json'}"
     )
     if args.push_to_hub:
-        info = dataset_card_info(stats, name=args.dataset_title or args.hub_model_id.split("/")[-1])
+        info = hub.dataset_card_info(stats, name=args.dataset_title or args.hub_model_id.split("/")[-1])
         info["repo_id"] = args.hub_model_id
         card = hub.render_dataset_card(info)
-        folder = write_hub_folder(
+        folder = hub.write_hub_folder(
             data,
             hub.default_upload_dir(args.output_dir, args.hub_model_id),
             readme=card,
             secrets=[os.environ.get("OPENAI_API_KEY"), os.environ.get("HF_TOKEN")],
         )
-        result = push_dataset_folder(folder, args.hub_model_id, private=args.private)
+        result = hub.push_dataset_folder(folder, args.hub_model_id, private=args.private)
         if hub.is_hub_offline():
             print(
                 f"HF_HUB_OFFLINE is set: the folder that would be uploaded to {args.hub_model_id} is {result}"

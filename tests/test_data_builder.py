@@ -31,14 +31,14 @@ from nap_hf.data import (
 from nap_hf.data import extract_answer as boxed_answer
 from nap_hf.data.builder import (
     DROP_REASONS,
+    AssemblySettings,
+    GenerationSettings,
     SettingsMismatchError,
     build_parallel_dataset,
-    dataset_card_info,
+    generation_settings,
     load_records,
     path_seed,
-    push_dataset_folder,
     read_build_stats,
-    write_hub_folder,
 )
 from nap_hf.data.sources import Problem
 from nap_hf.data.teachers import Completion, Teacher
@@ -120,7 +120,7 @@ def _rows(ds) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ unit
 def test_nap_and_longcot_rows_come_from_the_same_traces(tmp_path):
-    data, teacher = build(tmp_path, n=10, shard_size=4, require_correct_path=False)
+    data, teacher = build(tmp_path, n=10, shard_size=4, assembly=AssemblySettings(require_correct_path=False))
     assert set(data) == {"nap", "longcot"} and len(data["nap"]) == len(data["longcot"]) == 10
     assert teacher.calls == [12, 12, 6]  # shard_size x P requests per call
     records = load_records(tmp_path / "out" / "work")
@@ -201,9 +201,8 @@ def test_filters_count_drops_by_first_reason_and_reassemble_without_generating(t
     assert [r["id"] for r in _rows(data["nap"])] == ["toy:4", "toy:5", "toy:6", "toy:7"]
     # other filters: the finished traces are re-assembled, the teacher is not asked again
     again = _rule_teacher()
-    data2 = build_parallel_dataset(
-        problems(8), again, tmp_path / "out", require_correct_path=False, drop_truncated=False, progress=False
-    )
+    loose = AssemblySettings(require_correct_path=False, drop_truncated=False)
+    data2 = build_parallel_dataset(problems(8), again, tmp_path / "out", assembly=loose, progress=False)
     assert again.calls == []
     stats2 = read_build_stats(tmp_path / "out")
     assert stats2["counts"]["dropped_by_reason"]["no_correct_path"] == 0
@@ -223,10 +222,9 @@ def test_require_fit_uses_the_trainers_slot_rule(tmp_path, llada_dir):
         return Completion(f"{a} + {b} = {a + b}{pad}. \\boxed{{{a + b}}}", "stop", None)
 
     with pytest.raises(ValueError, match="`tokenizer`.*`path_length`|path_length"):
-        build(tmp_path, FakeTeacher(fn), n=2, require_fit=True)
-    data, _ = build(
-        tmp_path, FakeTeacher(fn), n=12, tokenizer=tok, path_length=24, summary_length=72, require_fit=True
-    )
+        build(tmp_path, FakeTeacher(fn), n=2, assembly=AssemblySettings(require_fit=True))
+    fit = AssemblySettings(tokenizer=tok, path_length=24, summary_length=72, require_fit=True)
+    data, _ = build(tmp_path, FakeTeacher(fn), n=12, assembly=fit)
     layout = build_layout(tok, 3, 24, 72)
     records = load_records(tmp_path / "out" / "work")
     expect = [
@@ -250,7 +248,7 @@ def test_require_fit_uses_the_trainers_slot_rule(tmp_path, llada_dir):
 def test_settings_fingerprint_mismatch_names_the_keys(tmp_path):
     build(tmp_path, n=4)
     with pytest.raises(SettingsMismatchError, match="num_paths") as e:
-        build(tmp_path, n=4, num_paths=2)
+        build(tmp_path, n=4, generation=GenerationSettings(num_paths=2))
     assert "force_resume" in str(e.value) and "resume=False" in str(e.value)
     with pytest.raises(SettingsMismatchError, match="teacher.temperature"):
         build(tmp_path, FakeTeacher(temperature=0.7), n=4)
@@ -263,18 +261,63 @@ def test_settings_fingerprint_mismatch_names_the_keys(tmp_path):
     build(tmp_path, t, n=6, force_resume=True)
     assert t.calls == []
     with pytest.raises(SettingsMismatchError, match="cannot mix.*num_paths"):
-        build(tmp_path, n=6, num_paths=2, force_resume=True)
+        build(tmp_path, n=6, generation=GenerationSettings(num_paths=2), force_resume=True)
     t = FakeTeacher(temperature=0.7)
     build(tmp_path, t, n=6, resume=False)
     assert sum(t.calls) == 18
     with pytest.raises(ValueError, match="`num_paths`"):
-        build(tmp_path, n=2, num_paths=0)
+        build(tmp_path, n=2, generation=GenerationSettings(num_paths=0))
     with pytest.raises(ValueError, match="unique"):
         build_parallel_dataset(problems(2) + problems(1), FakeTeacher(), tmp_path / "dup", progress=False)
 
 
+def test_the_fingerprint_holds_every_generation_field_and_no_assembly_field(tmp_path):
+    """The split of the settings is in the types: every `GenerationSettings` field moves the fingerprinted
+    record, `AssemblySettings` never reach it, and the flat keywords of the old signature name their type."""
+    import dataclasses
+
+    from nap_hf.data.format import DEFAULT_FORMAT
+
+    teacher = FakeTeacher()
+    base = generation_settings(teacher, GenerationSettings())
+    other = {
+        "num_paths": 2,
+        "seed": 1,
+        "summary": "teacher",
+        "teacher_prompt_template": "Q: {question}",
+        "teacher_system_prompt": "be brief",
+        "answer_task": "math",
+        "fmt": dataclasses.replace(DEFAULT_FORMAT, separator="\n"),
+    }
+    assert set(other) == {f.name for f in dataclasses.fields(GenerationSettings)}
+    for name, value in other.items():
+        assert generation_settings(teacher, GenerationSettings(**{name: value})) != base, name
+    assert base["answer_task"] == "auto" and base["format"] == dataclasses.asdict(DEFAULT_FORMAT)
+    assembly = {f.name for f in dataclasses.fields(AssemblySettings)}
+    assert not assembly & set(base)
+    # a build's stats record both; only the generation settings are in the manifest's fingerprint
+    build(tmp_path, n=2, assembly=AssemblySettings(system_prompt="sys"))
+    stats = read_build_stats(tmp_path / "out")
+    assert stats["generation_settings"] == base and set(stats["assembly"]) == assembly
+    assert stats["assembly"]["system_prompt"] == "sys"
+    with pytest.raises(
+        TypeError, match=r"`num_paths` -> GenerationSettings\(num_paths=...\).*`drop_truncated` -> Ass"
+    ):
+        build_parallel_dataset(problems(1), teacher, tmp_path / "x", num_paths=2, drop_truncated=False)
+    with pytest.raises(TypeError, match="`assembly` must be a AssemblySettings"):
+        build_parallel_dataset(problems(1), teacher, tmp_path / "x", assembly={"require_fit": True})
+    with pytest.raises(ValueError, match="`prompt_template`.*{question}"):
+        AssemblySettings(prompt_template="no placeholder")
+
+
 def test_teacher_summary_always_ends_with_the_gold_answer(tmp_path):
-    data, teacher = build(tmp_path, n=12, summary="teacher", shard_size=6, require_correct_path=False)
+    data, teacher = build(
+        tmp_path,
+        n=12,
+        generation=GenerationSettings(summary="teacher"),
+        assembly=AssemblySettings(require_correct_path=False),
+        shard_size=6,
+    )
     assert teacher.calls == [18, 6, 18, 6]  # paths, then summaries, per shard
     assert any("Attempt 1:" in q and "Correct final answer:" in q for q in teacher.questions)
     sources = {r["summary_source"] for r in _rows(data["nap"])}
@@ -338,11 +381,11 @@ def test_offline_hub_folder_loads_per_config(tmp_path, monkeypatch):
     stats = read_build_stats(tmp_path / "out")
     from nap_hf import hub
 
-    card_info = dataset_card_info(stats, name="nap-toy")
+    card_info = hub.dataset_card_info(stats, name="nap-toy")
     card_info["repo_id"] = "me/nap-toy"
     card = hub.render_dataset_card(card_info)
-    folder = write_hub_folder(data, tmp_path / "upload" / "nap-toy", readme=card, secrets=[SECRET])
-    assert push_dataset_folder(folder, "me/nap-toy") == str(folder)
+    folder = hub.write_hub_folder(data, tmp_path / "upload" / "nap-toy", readme=card, secrets=[SECRET])
+    assert hub.push_dataset_folder(folder, "me/nap-toy") == str(folder)
     for config in ("nap", "longcot"):
         loaded = datasets.load_dataset(str(folder), config, cache_dir=str(tmp_path / "cache"))
         assert list(loaded) == ["train"] and _rows(loaded["train"]) == _rows(data[config])
@@ -359,8 +402,8 @@ def _server_backend(messages, seed, max_tokens, temperature):
 
 
 def test_openai_teacher_with_faults_equals_fault_free_build(tmp_path):
-    from nap_hf.testing.openai_server import FaultPlan, OpenAICompatibleServer
     from nap_hf.data.teachers import OpenAICompatibleTeacher
+    from nap_hf.testing.openai_server import FaultPlan, OpenAICompatibleServer
 
     def run(name, faults):
         with OpenAICompatibleServer(_server_backend, faults=faults) as server:
@@ -374,8 +417,9 @@ def test_openai_teacher_with_faults_equals_fault_free_build(tmp_path):
                 max_backoff=0.05,
             )
             data = build_parallel_dataset(
-                problems(8), teacher, tmp_path / name, shard_size=3, summary="teacher", progress=False
-            )
+                problems(8), teacher, tmp_path / name, GenerationSettings(summary="teacher"), shard_size=3,
+                progress=False,
+            )  # fmt: skip
             return data, server.requests_received, dict(server.faults_injected)
 
     clean, n_clean, _ = run("clean", None)
@@ -509,7 +553,11 @@ def test_built_data_trains_with_the_diffusion_trainer(tmp_path, llada_dir):
 
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(llada_dir)
-    build(tmp_path, n=8, tokenizer=tok, path_length=24, summary_length=72, require_fit=True)
+    build(
+        tmp_path,
+        n=8,
+        assembly=AssemblySettings(tokenizer=tok, path_length=24, summary_length=72, require_fit=True),
+    )
     spec = importlib.util.spec_from_file_location("sft_recipe", ROOT / "recipes" / "sft.py")
     sft = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sft)
@@ -552,10 +600,9 @@ def test_real_teacher_smollm2_on_gsm8k(tmp_path):
         ps,
         teacher,
         tmp_path / "out",
-        num_paths=3,
+        GenerationSettings(num_paths=3),
+        AssemblySettings(require_correct_path=False, drop_truncated=False),
         shard_size=4,
-        require_correct_path=False,
-        drop_truncated=False,
     )
     stats = read_build_stats(tmp_path / "out")
     print(json.dumps({"counts": stats["counts"], "correctness": stats["correctness"]["all"]}, indent=1))

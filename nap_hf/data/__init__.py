@@ -77,10 +77,13 @@ __all__ += [
 ]
 
 # The NAP data builder: P teacher traces per question, a summary conditioned on the gold answer, written as NAP
-# and Long-CoT rows from the same traces; resumable shard by shard.
+# and Long-CoT rows from the same traces; resumable shard by shard. Fingerprinted settings (GenerationSettings)
+# and assembly settings (AssemblySettings) are separate types.
 from .builder import (  # noqa: E402
     DROP_REASONS,
     SUMMARY_PROMPT,
+    AssemblySettings,
+    GenerationSettings,
     SettingsMismatchError,
     build_parallel_dataset,
     load_records,
@@ -91,6 +94,8 @@ from .builder import (  # noqa: E402
 __all__ += [
     "DROP_REASONS",
     "SUMMARY_PROMPT",
+    "AssemblySettings",
+    "GenerationSettings",
     "SettingsMismatchError",
     "build_parallel_dataset",
     "load_records",

@@ -1,43 +1,48 @@
-"""The NAP data builder (SPEC §6): P independent teacher traces per question, a summary conditioned on the
-gold answer, written as NAP instances AND as the Long-CoT baseline from the SAME traces; resumable after a
+"""The NAP data builder (docs/design.md §6): P independent teacher traces per question, a summary conditioned on
+the gold answer, written as NAP instances AND as the Long-CoT baseline from the SAME traces; resumable after a
 crash at any moment.
 
-    from nap_hf.data import build_parallel_dataset, load_source
+    from nap_hf.data import AssemblySettings, GenerationSettings, build_parallel_dataset, load_source
     from nap_hf.data.teachers import OpenAICompatibleTeacher
 
     problems = load_source("gsm8k", split="train")
     teacher = OpenAICompatibleTeacher("Qwen/Qwen2.5-7B-Instruct", "http://localhost:8000/v1", temperature=1.0)
-    data = build_parallel_dataset(problems, teacher, "data/nap-gsm8k", num_paths=3)
+    data = build_parallel_dataset(problems, teacher, "data/nap-gsm8k", GenerationSettings(num_paths=3))
     data["nap"], data["longcot"]            # the same questions, the same traces, two renderings
 
 Decided here:
 
+* **Two kinds of settings, two types.** :class:`GenerationSettings` decide what the teacher is asked (P, the
+  seed, the teacher prompt, the summary mode, the answer checker, the text format): every one of its fields,
+  with the teacher's identity, enters the work directory's fingerprint (:func:`generation_settings`).
+  :class:`AssemblySettings` (the row prompt, the filters, the tokenizer and slot sizes) are applied when the
+  dataset is assembled from the stored records and never enter it, so changing them re-assembles without
+  asking the teacher anything. How the build runs (``shard_size``, ``resume``, ``work_dir``, ...) are plain
+  keyword arguments of :func:`build_parallel_dataset`.
 * **Output layout.** ``<output_dir>/dataset`` is a ``save_to_disk`` :class:`datasets.DatasetDict` with two
   SPLITS, ``nap`` and ``longcot`` (train with ``--dataset_name <output_dir>/dataset --dataset_train_split
   nap``); ``<output_dir>/nap.jsonl`` and ``<output_dir>/longcot.jsonl`` hold the same rows as JSON lines
-  (``--dataset_name <output_dir>/nap.jsonl``); the Hub folder (:func:`write_hub_folder`) has two CONFIGS,
-  ``nap`` and ``longcot``, each with a ``train`` split (``load_dataset(repo, "nap")``, ``--dataset_config
-  nap``). ``<output_dir>/stats.json`` holds the counts and the correctness statistics.
+  (``--dataset_name <output_dir>/nap.jsonl``); the Hub folder (:func:`nap_hf.hub.write_hub_folder`) has two
+  CONFIGS, ``nap`` and ``longcot``, each with a ``train`` split (``load_dataset(repo, "nap")``,
+  ``--dataset_config nap``). ``<output_dir>/stats.json`` holds the counts and the correctness statistics.
 * **Rows.** Every row is in both forms :class:`~nap_hf.DiffusionSFTTrainer` takes, built from one prompt:
   conversational ``prompt`` (``[{"role": "user", "content": question}]``, the chat template is applied at
   training time with the generation prompt, as in evaluation) and ``completion`` (``[{"role": "assistant",
   ...}]``), and ``messages`` (prompt + completion), plus metadata (:data:`COLUMNS`).
 * **Prompts.** The teacher sees ``teacher_prompt_template`` (default: the question, no extra instruction,
-  SPEC §6) as one user message; the training rows carry ``prompt_template`` (default: the question), the
-  prompt the NAP-trained model is evaluated with.
+  docs/design.md §6) as one user message; the training rows carry ``prompt_template`` (default: the
+  question), the prompt the NAP-trained model is evaluated with.
 * **Seeds.** Path j (0-based) of problem ``id`` is sampled with :func:`path_seed` ``(seed, id, j)``, a
   SHA-256 of the three, so a rerun (or a resumed run) asks the teacher the very same requests.
 * **Generation vs. filtering.** The work directory stores EVERY generated record (traces, teacher token
-  counts, finish reasons, parsed answers, correctness, summary). Filters (``require_correct_path``,
-  ``drop_truncated``, ``require_fit``) and the row prompt are applied when the dataset is assembled, so
-  changing them (or the tokenizer) re-assembles without asking the teacher anything. Only the generation
-  settings (:func:`generation_settings`) are fingerprinted.
-* **Work directory** (``<output_dir>/work`` unless ``work_dir`` is given): ``shards/shard-000042.jsonl``
-  (a header line, then one complete record per problem; written atomically with fsync) and
-  ``manifest.json`` (atomic, fsync: the settings, their fingerprint, the finished shards with their ids).
-  A shard written but not yet listed (a kill between the two writes) is adopted when its header carries the
-  same fingerprint; temporary files of a killed write are removed. One builder at a time per work directory
-  (an ``flock`` on ``work/.lock``).
+  counts, finish reasons, parsed answers, correctness, summary); the filters and the row prompt
+  (:class:`AssemblySettings`) are applied when the dataset is assembled.
+* **Work directory** (``<output_dir>/work`` unless ``work_dir`` is given): a :class:`nap_hf.io.JsonlStore` of
+  shards ``shards/shard-000042.jsonl`` (a header line, then one complete record per problem; written
+  atomically with fsync) and ``manifest.json`` (atomic, fsync: the settings, their fingerprint, the finished
+  shards with their ids). A shard written but not yet listed (a kill between the two writes) is adopted when
+  its header carries the same fingerprint; temporary files of a killed write are removed. One builder at a
+  time per work directory (an ``flock`` on ``work/.lock``).
 * **Drops** (each instance counted under its FIRST failing reason, in this order): ``empty_path`` (a blank
   trace), ``truncated_path`` (finish reason ``"length"``, with ``drop_truncated``), ``format_tags`` (a trace
   or summary that holds a tag of the format, so the instance would not read back as written),
@@ -51,7 +56,7 @@ Decided here:
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -62,11 +67,11 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..io import atomic_path, write_text_atomic
+from ..io import JsonlStore, exclusive_lock, fsync_dir, replace_dir, write_jsonl_atomic, write_text_atomic
 from .format import (
     DEFAULT_FORMAT,
     SUMMARY_TEMPLATE,
@@ -86,6 +91,8 @@ __all__ = [
     "SUMMARY_PROMPT",
     "DROP_REASONS",
     "COLUMNS",
+    "GenerationSettings",
+    "AssemblySettings",
     "SettingsMismatchError",
     "build_parallel_dataset",
     "generation_settings",
@@ -93,9 +100,6 @@ __all__ = [
     "teacher_messages",
     "read_build_stats",
     "load_records",
-    "dataset_card_info",
-    "write_hub_folder",
-    "push_dataset_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,7 +145,7 @@ COLUMNS: dict[str, str] = {
 
 _MANIFEST_FORMAT = "nap-hf/build-manifest"
 _VERSION = 1
-_SHARD_RE = re.compile(r"^shard-(\d{6})\.jsonl$")
+_SHARD_TAG = re.compile(r"^\d{6}$")  # shard-000042.jsonl
 # describe() keys that do not change what the teacher writes (connection, speed, retries)
 _OPERATIONAL_KEYS = frozenset(
     {
@@ -168,6 +172,128 @@ _OPERATIONAL_KEYS = frozenset(
 
 class SettingsMismatchError(ValueError):
     """The work directory was started with other generation settings."""
+
+
+# ------------------------------------------------------------------------------------------ the settings
+def _check_int(name: str, value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1 ({what}), got {value!r}.")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What the teacher is asked: every field enters the work directory's fingerprint
+    (:func:`generation_settings`), so a build resumes only with the same values.
+
+    Args:
+        num_paths: P, traces per question (the paper: 3).
+        seed: base seed of the per-trace seeds (:func:`path_seed`).
+        summary: ``"template"`` (the reference sentence with the gold answer, :func:`render_summary`) or
+            ``"teacher"`` (the teacher summarises the traces given the gold answer, :data:`SUMMARY_PROMPT`).
+        teacher_prompt_template / teacher_system_prompt: the teacher's request (``{question}`` is replaced).
+        answer_task: ``"gsm8k"`` (numeric) or ``"math"`` (math-verify) answer checking; None picks ``gsm8k``
+            for sources whose name contains "gsm", ``math`` otherwise.
+        fmt: the NAP text format.
+    """
+
+    num_paths: int = 3
+    seed: int = 0
+    summary: Literal["template", "teacher"] = "template"
+    teacher_prompt_template: str = "{question}"
+    teacher_system_prompt: str | None = None
+    answer_task: str | None = None
+    fmt: NAPFormat = DEFAULT_FORMAT
+
+    def __post_init__(self) -> None:
+        _check_int("num_paths", self.num_paths, "traces per question")
+        if self.summary not in ("template", "teacher"):
+            raise ValueError(f"`summary` must be 'template' or 'teacher', got {self.summary!r}.")
+        _fill(self.teacher_prompt_template, "", "teacher_prompt_template")
+        if self.answer_task is not None:
+            _answer_task("", self.answer_task)
+
+
+@dataclass(frozen=True)
+class AssemblySettings:
+    """How the dataset is assembled from the stored records: none of these fields enters the fingerprint, so
+    changing them (or the tokenizer) re-assembles without asking the teacher anything.
+
+    Args:
+        prompt_template / system_prompt: the prompt of the training rows (default: the question alone, as in
+            evaluation).
+        require_correct_path: drop instances with no correct trace.
+        drop_truncated: drop instances with a trace cut at the token budget (finish reason ``"length"``).
+        require_fit / tokenizer / path_length / summary_length: with ``require_fit`` drop instances whose paths
+            or summary do not fit the slot-aligned layout of ``num_paths`` slots of ``path_length`` tokens and
+            a summary slot of ``summary_length`` (the trainer's rule); a ``tokenizer`` alone adds token counts.
+    """
+
+    prompt_template: str = "{question}"
+    system_prompt: str | None = None
+    require_correct_path: bool = True
+    drop_truncated: bool = True
+    require_fit: bool = False
+    tokenizer: Any = None
+    path_length: int | None = None
+    summary_length: int | None = None
+
+    def __post_init__(self) -> None:
+        _fill(self.prompt_template, "", "prompt_template")
+        if not self.require_fit:
+            return
+        names = ("tokenizer", "path_length", "summary_length")
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(
+                f"`require_fit=True` needs {', '.join(f'`{m}`' for m in missing)}: the slot-aligned layout is "
+                "measured with the student's tokenizer and slot sizes (e.g. path_length=330, summary_length=32)."
+            )
+
+    def record(self) -> dict[str, Any]:
+        """The fields as written into ``stats.json`` (the tokenizer by its name)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["tokenizer"] = (
+            getattr(self.tokenizer, "name_or_path", None) if self.tokenizer is not None else None
+        )
+        return out
+
+    def fit_rule(self, generation: GenerationSettings) -> tuple[Any, Any, int] | None:
+        """``(tokenizer, layout, filler id)`` of the ``does_not_fit`` check, None without ``require_fit``."""
+        if not self.require_fit:
+            return None
+        layout = build_layout(
+            self.tokenizer, generation.num_paths, self.path_length, self.summary_length, generation.fmt
+        )
+        return self.tokenizer, layout, int(getattr(self.tokenizer, "eos_token_id", None) or 0)
+
+
+def generation_settings(teacher: Any, generation: GenerationSettings | None = None) -> dict[str, Any]:
+    """The fingerprinted record of a build: the teacher (its ``describe()`` minus connection settings), every
+    :class:`GenerationSettings` field (``fmt`` as ``format``, an unset ``answer_task`` as ``"auto"``), and the
+    summary prompt and template they imply."""
+    generation = generation if generation is not None else GenerationSettings()
+    out: dict[str, Any] = {"version": _VERSION, "teacher": _teacher_identity(teacher)}
+    for f in dataclasses.fields(generation):
+        out[f.name] = getattr(generation, f.name)
+    out["format"] = asdict(out.pop("fmt"))
+    out["answer_task"] = out["answer_task"] or "auto"
+    out["summary_prompt"] = SUMMARY_PROMPT if generation.summary == "teacher" else None
+    out["summary_template"] = SUMMARY_TEMPLATE
+    return out
+
+
+def _legacy_keywords(names: Sequence[str]) -> str:
+    """The error for keywords of the flat signature: which settings object each one belongs to."""
+    homes = {f.name: "GenerationSettings" for f in dataclasses.fields(GenerationSettings)}
+    homes.update({f.name: "AssemblySettings" for f in dataclasses.fields(AssemblySettings)})
+    unknown = [n for n in names if n not in homes]
+    if unknown:
+        return f"build_parallel_dataset() got unexpected keyword argument(s) {unknown}."
+    moved = ", ".join(f"`{n}` -> {homes[n]}({n}=...)" for n in names)
+    return (
+        f"build_parallel_dataset() takes these settings as objects: {moved}; pass "
+        "`generation=GenerationSettings(...)` and `assembly=AssemblySettings(...)`."
+    )
 
 
 # ------------------------------------------------------------------------------------------ small pieces
@@ -223,34 +349,6 @@ def _teacher_identity(teacher: Any) -> dict[str, Any]:
     return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
-def generation_settings(
-    teacher: Any,
-    *,
-    num_paths: int,
-    seed: int,
-    summary: str,
-    teacher_prompt_template: str,
-    teacher_system_prompt: str | None,
-    answer_task: str | None,
-    fmt: NAPFormat = DEFAULT_FORMAT,
-) -> dict[str, Any]:
-    """The settings that decide what is generated (and fingerprinted): the teacher (minus connection settings),
-    P, the seed, the teacher prompt, the summary mode (and prompt) and the answer checker."""
-    return {
-        "version": _VERSION,
-        "teacher": _teacher_identity(teacher),
-        "num_paths": num_paths,
-        "seed": seed,
-        "teacher_prompt_template": teacher_prompt_template,
-        "teacher_system_prompt": teacher_system_prompt,
-        "summary": summary,
-        "summary_prompt": SUMMARY_PROMPT if summary == "teacher" else None,
-        "summary_template": SUMMARY_TEMPLATE,
-        "answer_task": answer_task or "auto",
-        "format": asdict(fmt),
-    }
-
-
 def _fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -264,104 +362,38 @@ def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def _format_tags(fmt: NAPFormat, m: int) -> list[str]:
-    tags = [
-        fmt.header(None).strip(),
-        fmt.close(None).strip(),
-        fmt.longcot_open.strip(),
-        fmt.longcot_close.strip(),
-    ]
-    for j in range(1, m + 2):
-        tags += [fmt.header(j).strip(), fmt.close(j).strip()]
-    return tags
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # ------------------------------------------------------------------------------------------ the work dir
 class _WorkDir:
-    """Append-only shards + an atomic manifest; one builder at a time (flock)."""
+    """The build's :class:`~nap_hf.io.JsonlStore` (numbered shards written whole, each with a header) plus an
+    atomic manifest; one builder at a time (:meth:`locked`)."""
 
     def __init__(self, root: Path):
         self.root = root
-        self.shards = root / "shards"
+        self.store = JsonlStore(root / "shards", "shard", sep="-", header=True)
         self.manifest_path = root / "manifest.json"
-        self._lock_fd: int | None = None
         self.manifest: dict[str, Any] = {}
 
-    # -- lock
-    def lock(self) -> None:
-        self.shards.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
+    def locked(self):
+        """The ``flock`` on ``work/.lock`` (a context manager)."""
+        return exclusive_lock(
+            self.root / ".lock",
+            f"another build is running in {self.root} (its lock is held); wait for it, or pass another "
+            "`output_dir` / `work_dir`.",
+        )
 
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - no flock (Windows): one builder is the user's job
-            pass
-        except OSError as e:
-            os.close(fd)
-            raise RuntimeError(
-                f"another build is running in {self.root} (its lock is held); wait for it, or pass another "
-                "`output_dir` / `work_dir`."
-            ) from e
-        self._lock_fd = fd
-
-    def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    # -- open
     def open(self, settings: dict[str, Any], *, resume: bool, force_resume: bool) -> None:
         """Start a new build, or continue the one in the work dir (same settings, or ``force_resume``)."""
         fingerprint = _fingerprint(settings)
-        for tmp in list(self.root.glob(".manifest.json.*")) + list(self.shards.glob(".shard-*")):
+        self.store.folder.mkdir(parents=True, exist_ok=True)
+        for tmp in self.root.glob(".manifest.json.*"):
             tmp.unlink(missing_ok=True)  # a write killed before its rename
+        self.store.remove_partial_writes()
         if self.manifest_path.exists() and not resume:
             logger.warning("resume=False: discarding the previous work in %s", self.root)
-            shutil.rmtree(self.shards)
+            self.store.clear()
             self.manifest_path.unlink()
-            self.shards.mkdir(parents=True)
-        changed = not self.manifest_path.exists()
         if self.manifest_path.exists():
-            self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-            if self.manifest.get("format") != _MANIFEST_FORMAT:
-                raise ValueError(
-                    f"{self.manifest_path} is not a nap-hf build manifest; pass another `output_dir`."
-                )
-            if self.manifest["fingerprint"] != fingerprint:
-                keys = _diff_keys(self.manifest.get("settings", {}), settings)
-                if not force_resume:
-                    raise SettingsMismatchError(
-                        f"the work directory {self.root} was started with other generation settings "
-                        f"(differing: {', '.join(keys) or 'fingerprint'}). Rerun with the same settings to "
-                        "resume; or pass `force_resume=True` (--force_resume) to keep its finished questions "
-                        "and generate the rest with the new settings; or `resume=False` (--no_resume) to "
-                        "discard it; or use another `output_dir`."
-                    )
-                fixed = [k for k in keys if k.split(".")[0] in ("num_paths", "format", "version")]
-                if fixed:
-                    raise SettingsMismatchError(
-                        f"`force_resume` cannot mix instances built with other {', '.join(fixed)}: every instance "
-                        f"of a build has the same number of paths and format. Use another `output_dir`, or "
-                        "`resume=False` (--no_resume) to discard the previous work."
-                    )
-                logger.warning(
-                    "force_resume: keeping finished shards generated with other settings (%s)", keys
-                )
-                history = self.manifest.setdefault("previous_settings", [])
-                history.append(self.manifest["settings"])
-                self.manifest["settings"] = settings
-                self.manifest["fingerprint"] = fingerprint
-                changed = True
+            changed = self._continue(settings, fingerprint, force_resume)
         else:
             self.manifest = {
                 "format": _MANIFEST_FORMAT,
@@ -370,73 +402,96 @@ class _WorkDir:
                 "settings": settings,
                 "shards": [],
             }
+            changed = True
+        changed |= self._adopt_unlisted()
+        if changed:
+            self.save_manifest()
+
+    def _continue(self, settings: dict[str, Any], fingerprint: str, force_resume: bool) -> bool:
+        """Read the manifest and check its settings; True when it changed (``force_resume``)."""
+        self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        if self.manifest.get("format") != _MANIFEST_FORMAT:
+            raise ValueError(
+                f"{self.manifest_path} is not a nap-hf build manifest; pass another `output_dir`."
+            )
+        if self.manifest["fingerprint"] == fingerprint:
+            return False
+        keys = _diff_keys(self.manifest.get("settings", {}), settings)
+        if not force_resume:
+            raise SettingsMismatchError(
+                f"the work directory {self.root} was started with other generation settings "
+                f"(differing: {', '.join(keys) or 'fingerprint'}). Rerun with the same settings to "
+                "resume; or pass `force_resume=True` (--force_resume) to keep its finished questions "
+                "and generate the rest with the new settings; or `resume=False` (--no_resume) to "
+                "discard it; or use another `output_dir`."
+            )
+        fixed = [k for k in keys if k.split(".")[0] in ("num_paths", "format", "version")]
+        if fixed:
+            raise SettingsMismatchError(
+                f"`force_resume` cannot mix instances built with other {', '.join(fixed)}: every instance "
+                f"of a build has the same number of paths and format. Use another `output_dir`, or "
+                "`resume=False` (--no_resume) to discard the previous work."
+            )
+        logger.warning("force_resume: keeping finished shards generated with other settings (%s)", keys)
+        self.manifest.setdefault("previous_settings", []).append(self.manifest["settings"])
+        self.manifest["settings"] = settings
+        self.manifest["fingerprint"] = fingerprint
+        return True
+
+    def _adopt_unlisted(self) -> bool:
+        """List the complete shards of this build that a kill left unlisted; True when there were any."""
         accepted = {
             self.manifest["fingerprint"],
             *(_fingerprint(s) for s in self.manifest.get("previous_settings", [])),
         }
         listed = {s["file"] for s in self.manifest["shards"]}
-        for path in sorted(self.shards.glob("shard-*.jsonl")):
-            if path.name in listed or not _SHARD_RE.match(path.name):
+        adopted = False
+        for path in self.store.shard_paths():
+            if path.name in listed or not _SHARD_TAG.match(self.store.tag_of(path)):
                 continue
-            header, records = _read_shard(path)
-            if (
-                header is None
-                or header.get("fingerprint") not in accepted
-                or header.get("num_records") != len(records)
-            ):
+            shard = self.store.read_shard(path)
+            if not shard.complete or shard.header.get("fingerprint") not in accepted:
                 logger.warning("ignoring %s: not a complete shard of this build", path)
                 continue
-            self.manifest["shards"].append(_shard_entry(path.name, records))
-            changed = True
+            self.manifest["shards"].append(_shard_entry(path.name, shard.records))
+            adopted = True
         self.manifest["shards"].sort(key=lambda s: s["file"])
-        if changed:
-            self.save_manifest()
+        return adopted
 
     def save_manifest(self) -> None:
         self.manifest["num_records"] = sum(len(s["ids"]) for s in self.manifest["shards"])
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1) + "\n", fsync=True)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def done_ids(self) -> set[str]:
         return {i for s in self.manifest["shards"] for i in s["ids"]}
 
-    def next_index(self) -> int:
-        used = [int(m.group(1)) for p in self.shards.iterdir() if (m := _SHARD_RE.match(p.name))]
-        return max(used, default=-1) + 1
-
     def write_shard(self, records: list[dict[str, Any]]) -> str:
         """Write one shard (atomic, fsync), then list it in the manifest (atomic, fsync)."""
-        name = f"shard-{self.next_index():06d}.jsonl"
-        header = {"shard": name, "fingerprint": self.manifest["fingerprint"], "num_records": len(records)}
-        lines = [json.dumps(header)] + [json.dumps(r, ensure_ascii=False) for r in records]
-        write_text_atomic(self.shards / name, "\n".join(lines) + "\n", fsync=True)
-        _fsync_dir(self.shards)
-        self.manifest["shards"].append(_shard_entry(name, records))
+        used = [int(t) for p in self.store.shard_paths() if _SHARD_TAG.match(t := self.store.tag_of(p))]
+        tag = f"{max(used, default=-1) + 1:06d}"
+        path = self.store.shard_path(tag)
+        self.store.write_shard(
+            tag, records, {"shard": path.name, "fingerprint": self.manifest["fingerprint"]}
+        )
+        self.manifest["shards"].append(_shard_entry(path.name, records))
         self.save_manifest()
-        return name
+        return path.name
 
     def records(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for entry in self.manifest["shards"]:
-            _, records = _read_shard(self.shards / entry["file"])
-            for r in records:
+            shard = self.store.read_shard(self.store.folder / entry["file"])
+            if not shard.complete:
+                logger.warning("the listed shard %s is incomplete or unreadable", shard.path)
+            for r in shard.records:
                 out[r["id"]] = r  # a later record of an id (force_resume) wins; ids are unique otherwise
         return out
 
 
 def _shard_entry(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"file": name, "ids": [r["id"] for r in records]}
-
-
-def _read_shard(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        header = json.loads(lines[0]) if lines else None
-        return header, [json.loads(line) for line in lines[1:] if line.strip()]
-    except (OSError, ValueError, IndexError) as e:
-        logger.warning("unreadable shard %s: %s", path, e)
-        return None, []
 
 
 def load_records(work_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -491,87 +546,106 @@ def _majority(answers: Sequence[str | None], task: str) -> str | None:
 
 
 def _generate_chunk(
-    problems: Sequence[Any],
-    teacher: Any,
-    *,
-    num_paths: int,
-    seed: int,
-    summary: str,
-    teacher_prompt_template: str,
-    teacher_system_prompt: str | None,
-    answer_task: str | None,
-    fmt: NAPFormat,
+    problems: Sequence[Any], teacher: Any, generation: GenerationSettings
 ) -> tuple[list[dict[str, Any]], int]:
     """Records of a chunk of problems (one ``generate`` call for all their paths, one for teacher summaries),
     and the number of teacher requests made."""
-    from ..evaluation.answers import extract_answer, is_correct
-
+    g = generation
     messages, seeds = [], []
     for p in problems:
-        m = teacher_messages(p.question, teacher_prompt_template, teacher_system_prompt)
-        for j in range(num_paths):
+        m = teacher_messages(p.question, g.teacher_prompt_template, g.teacher_system_prompt)
+        for j in range(g.num_paths):
             messages.append(m)
-            seeds.append(path_seed(seed, p.id, j))
+            seeds.append(path_seed(g.seed, p.id, j))
     outs = _generate(teacher, messages, seeds)
+    records = [
+        _path_record(
+            p,
+            outs[k * g.num_paths : (k + 1) * g.num_paths],
+            seeds[k * g.num_paths : (k + 1) * g.num_paths],
+            g.answer_task,
+        )
+        for k, p in enumerate(problems)
+    ]
     requests = len(messages)
-    records = []
-    for k, p in enumerate(problems):
-        task = _answer_task(getattr(p, "source", ""), answer_task)
-        gold = str(p.answer).strip()
-        block = outs[k * num_paths : (k + 1) * num_paths]
-        paths = [text.strip() for text, _, _ in block]
-        answers = [extract_answer(t, task, nap=False, longcot=False) if t else None for t in paths]
-        records.append(
-            {
-                "id": str(p.id),
-                "source": str(getattr(p, "source", "") or ""),
-                "question": p.question,
-                "gold_answer": gold,
-                "answer_task": task,
-                "paths": paths,
-                "path_finish_reasons": [fr for _, fr, _ in block],
-                "path_num_tokens": [n if n is None else int(n) for _, _, n in block],
-                "path_seeds": seeds[k * num_paths : (k + 1) * num_paths],
-                "path_answers": answers,
-                "path_correct": [bool(is_correct(a, gold, task)) for a in answers],
-                "majority_answer": _majority(answers, task),
-                "summary": render_summary(gold),
-                "summary_source": "template",
-            }
-        )
-    for r in records:
-        r["num_correct"] = sum(r["path_correct"])
-        r["majority_correct"] = r["majority_answer"] is not None and bool(
-            is_correct(r["majority_answer"], r["gold_answer"], r["answer_task"])
-        )
-    if summary == "teacher":
-        todo = [r for r in records if any(r["paths"])]
-        prompts, sseeds = [], []
-        for r in todo:
-            attempts = "\n\n".join(f"Attempt {j}:\n{t}" for j, t in enumerate(r["paths"], start=1))
-            text = (
-                SUMMARY_PROMPT.replace("{num_paths}", str(num_paths))
-                .replace("{question}", r["question"])
-                .replace("{attempts}", attempts)
-                .replace("{answer}", r["gold_answer"])
-            )
-            prompts.append(teacher_messages(text, "{question}", teacher_system_prompt))
-            sseeds.append(path_seed(seed, r["id"], "summary"))
-        souts = _generate(teacher, prompts, sseeds)
-        requests += len(prompts)
-        tags = _format_tags(fmt, num_paths)
-        for r, (text, finish, _), s in zip(todo, souts, sseeds, strict=True):
-            r["summary_seed"] = s
-            r["summary_finish_reason"] = finish
-            text = text.strip()
-            if not text or any(t in text for t in tags):
-                r["summary"], r["summary_source"] = render_summary(r["gold_answer"]), "template_fallback"
-            elif is_correct(_boxed_answer(text), r["gold_answer"], r["answer_task"]):
-                r["summary"], r["summary_source"] = text, "teacher"
-            else:
-                r["summary"] = f"{text} {render_summary(r['gold_answer'])}"
-                r["summary_source"] = "teacher+template"
+    if g.summary == "teacher":
+        requests += _teacher_summaries(records, teacher, g)
     return records, requests
+
+
+def _path_record(p: Any, block: Sequence[tuple], seeds: list[int], answer_task: str | None) -> dict[str, Any]:
+    """The record of one problem from its P completions: traces, answers, correctness, the template summary."""
+    from ..evaluation.answers import extract_answer, is_correct
+
+    task = _answer_task(getattr(p, "source", ""), answer_task)
+    gold = str(p.answer).strip()
+    paths = [text.strip() for text, _, _ in block]
+    answers = [extract_answer(t, task, nap=False, longcot=False) if t else None for t in paths]
+    correct = [bool(is_correct(a, gold, task)) for a in answers]
+    majority = _majority(answers, task)
+    return {
+        "id": str(p.id),
+        "source": str(getattr(p, "source", "") or ""),
+        "question": p.question,
+        "gold_answer": gold,
+        "answer_task": task,
+        "paths": paths,
+        "path_finish_reasons": [fr for _, fr, _ in block],
+        "path_num_tokens": [n if n is None else int(n) for _, _, n in block],
+        "path_seeds": seeds,
+        "path_answers": answers,
+        "path_correct": correct,
+        "majority_answer": majority,
+        "summary": render_summary(gold),
+        "summary_source": "template",
+        "num_correct": sum(correct),
+        "majority_correct": majority is not None and bool(is_correct(majority, gold, task)),
+    }
+
+
+def _teacher_summaries(records: list[dict[str, Any]], teacher: Any, generation: GenerationSettings) -> int:
+    """Replace the template summaries of ``records`` (those with a non-empty trace) by teacher-written ones
+    (see the module doc); returns the number of requests."""
+    from ..evaluation.answers import is_correct
+
+    todo = [r for r in records if any(r["paths"])]
+    prompts, seeds = [], []
+    for r in todo:
+        attempts = "\n\n".join(f"Attempt {j}:\n{t}" for j, t in enumerate(r["paths"], start=1))
+        text = (
+            SUMMARY_PROMPT.replace("{num_paths}", str(generation.num_paths))
+            .replace("{question}", r["question"])
+            .replace("{attempts}", attempts)
+            .replace("{answer}", r["gold_answer"])
+        )
+        prompts.append(teacher_messages(text, "{question}", generation.teacher_system_prompt))
+        seeds.append(path_seed(generation.seed, r["id"], "summary"))
+    outs = _generate(teacher, prompts, seeds)
+    tags = _format_tags(generation.fmt, generation.num_paths)
+    for r, (text, finish, _), s in zip(todo, outs, seeds, strict=True):
+        r["summary_seed"] = s
+        r["summary_finish_reason"] = finish
+        text = text.strip()
+        if not text or any(t in text for t in tags):
+            r["summary"], r["summary_source"] = render_summary(r["gold_answer"]), "template_fallback"
+        elif is_correct(_boxed_answer(text), r["gold_answer"], r["answer_task"]):
+            r["summary"], r["summary_source"] = text, "teacher"
+        else:
+            r["summary"] = f"{text} {render_summary(r['gold_answer'])}"
+            r["summary_source"] = "teacher+template"
+    return len(prompts)
+
+
+def _format_tags(fmt: NAPFormat, m: int) -> list[str]:
+    tags = [
+        fmt.header(None).strip(),
+        fmt.close(None).strip(),
+        fmt.longcot_open.strip(),
+        fmt.longcot_close.strip(),
+    ]
+    for j in range(1, m + 2):
+        tags += [fmt.header(j).strip(), fmt.close(j).strip()]
+    return tags
 
 
 # ------------------------------------------------------------------------------------------ assembly
@@ -697,17 +771,6 @@ def _rows(
     return out[0], out[1]
 
 
-def _replace_dir(staging: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    _fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _save_outputs(data: Any, output_dir: Path, progress: bool) -> None:
     """``dataset/`` (save_to_disk, atomic), ``nap.jsonl`` and ``longcot.jsonl`` (atomic)."""
     import datasets as ds_lib
@@ -720,18 +783,19 @@ def _save_outputs(data: Any, output_dir: Path, progress: bool) -> None:
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".dataset.", suffix=".tmp"))
     try:
         data.save_to_disk(str(staging / "d"))
-        _replace_dir(staging / "d", output_dir / "dataset")
+        replace_dir(staging / "d", output_dir / "dataset")
         for split, ds in data.items():
-            with atomic_path(output_dir / f"{split}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
-                for batch in ds.iter(batch_size=1000):
-                    for values in zip(*batch.values(), strict=True):
-                        f.write(json.dumps(dict(zip(batch, values, strict=True)), ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            write_jsonl_atomic(output_dir / f"{split}.jsonl", _iter_rows(ds))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not was_disabled:
             ds_lib.enable_progress_bars()
+
+
+def _iter_rows(ds: Any):
+    for batch in ds.iter(batch_size=1000):
+        for values in zip(*batch.values(), strict=True):
+            yield dict(zip(batch, values, strict=True))
 
 
 def _json_safe(value: Any) -> Any:
@@ -739,34 +803,146 @@ def _json_safe(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ the builder
+def _problem_list(problems: Any, source_info: Mapping[str, Any] | None) -> tuple[list[Any], Any]:
+    """The problems as a list (ids checked unique) and the source information (a ProblemSet's ``info``)."""
+    info = source_info
+    if hasattr(problems, "problems"):
+        info = info if info is not None else getattr(problems, "info", None)
+        problems = problems.problems
+    problems = list(problems)
+    dupes = sorted(i for i, c in Counter(str(p.id) for p in problems).items() if c > 1)
+    if dupes:
+        raise ValueError(
+            f"problem ids must be unique; repeated: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}."
+        )
+    return problems, info
+
+
+def _generate_missing(
+    wd: _WorkDir,
+    problems: list[Any],
+    teacher: Any,
+    generation: GenerationSettings,
+    shard_size: int,
+    progress: bool,
+) -> tuple[int, int]:
+    """Ask the teacher for the problems the work directory does not hold yet, one shard at a time; returns
+    (problems generated, teacher requests)."""
+    done = wd.done_ids()
+    todo = [p for p in problems if str(p.id) not in done]
+    requests = 0
+    bar = _progress(total=len(problems), initial=len(problems) - len(todo), enabled=progress)
+    try:
+        for start in range(0, len(todo), shard_size):
+            chunk = todo[start : start + shard_size]
+            records, n = _generate_chunk(chunk, teacher, generation)
+            requests += n
+            wd.write_shard(records)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return len(todo), requests
+
+
+def _assemble(
+    problems: list[Any],
+    records: Mapping[str, dict[str, Any]],
+    generation: GenerationSettings,
+    assembly: AssemblySettings,
+) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]], Counter]:
+    """The ``nap`` / ``longcot`` DatasetDict of the records that pass the filters, with the kept records, all
+    records of ``problems`` and the drops by reason."""
+    from datasets import Dataset, DatasetDict
+
+    fit = assembly.fit_rule(generation)
+    rows: dict[str, list[dict[str, Any]]] = {"nap": [], "longcot": []}
+    kept, chosen, dropped_by = [], [], Counter()
+    for p in problems:
+        r = records[str(p.id)]
+        if r["question"] != p.question or r["gold_answer"] != str(p.answer).strip():
+            raise ValueError(
+                f"the work directory holds another question or answer for id {p.id!r}; problem ids must "
+                "identify a question. Use another `output_dir` (or `work_dir`) for another source."
+            )
+        chosen.append(r)
+        reason = _drop_reason(
+            r,
+            require_correct_path=assembly.require_correct_path,
+            drop_truncated=assembly.drop_truncated,
+            fit=fit,
+            fmt=generation.fmt,
+        )
+        if reason is not None:
+            dropped_by[reason] += 1
+            continue
+        kept.append(r)
+        nap_row, cot_row = _rows(
+            r,
+            prompt_template=assembly.prompt_template,
+            system_prompt=assembly.system_prompt,
+            fmt=generation.fmt,
+            tokenizer=assembly.tokenizer,
+        )
+        rows["nap"].append(nap_row)
+        rows["longcot"].append(cot_row)
+    features = _features()
+    data = DatasetDict(
+        {
+            name: Dataset.from_dict({k: [row[k] for row in split] for k in features}, features=features)
+            for name, split in rows.items()
+        }
+    )
+    return data, kept, chosen, dropped_by
+
+
+def _stats(
+    wd: _WorkDir,
+    assembly: AssemblySettings,
+    info: Any,
+    problems: list[Any],
+    kept: list[dict[str, Any]],
+    chosen: list[dict[str, Any]],
+    dropped_by: Counter,
+    generated: tuple[int, int],
+    started: float,
+) -> dict[str, Any]:
+    """The ``stats.json`` of a build."""
+    return {
+        "generation_settings": wd.manifest["settings"],
+        "fingerprint": wd.manifest["fingerprint"],
+        "assembly": assembly.record(),
+        "source": _json_safe(dict(info)) if info else None,
+        "sources": dict(Counter(r["source"] for r in kept)),
+        "counts": {
+            "problems": len(problems),
+            "generated_this_run": generated[0],
+            "teacher_requests_this_run": generated[1],
+            "kept": len(kept),
+            "dropped": sum(dropped_by.values()),
+            "dropped_by_reason": {k: dropped_by.get(k, 0) for k in DROP_REASONS},
+        },
+        "correctness": {"all": _correctness(chosen), "kept": _correctness(kept)},
+        "summary_sources": dict(Counter(r["summary_source"] for r in kept)),
+        "seconds_this_run": round(time.time() - started, 2),
+    }
+
+
 def build_parallel_dataset(
     problems: Any,
     teacher: Any,
     output_dir: str | os.PathLike,
+    generation: GenerationSettings | None = None,
+    assembly: AssemblySettings | None = None,
     *,
-    num_paths: int = 3,
-    seed: int = 0,
-    summary: Literal["template", "teacher"] = "template",
-    teacher_prompt_template: str = "{question}",
-    teacher_system_prompt: str | None = None,
-    prompt_template: str = "{question}",
-    system_prompt: str | None = None,
-    answer_task: str | None = None,
-    require_correct_path: bool = True,
-    drop_truncated: bool = True,
-    tokenizer: Any = None,
-    path_length: int | None = None,
-    summary_length: int | None = None,
-    require_fit: bool = False,
     shard_size: int = 32,
     resume: bool = True,
     force_resume: bool = False,
     progress: bool = True,
     source_info: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike | None = None,
-    fmt: NAPFormat = DEFAULT_FORMAT,
+    **flat_settings: Any,
 ):
-    """Build NAP training data from ``problems`` with ``teacher`` (SPEC §6) and return a
+    """Build NAP training data from ``problems`` with ``teacher`` (docs/design.md §6) and return a
     :class:`datasets.DatasetDict` with the splits ``nap`` and ``longcot`` (the same instances, the same traces).
 
     For every problem the teacher writes ``num_paths`` independent traces (seeds :func:`path_seed`), each
@@ -783,184 +959,47 @@ def build_parallel_dataset(
             shard with ``shard_size * num_paths`` requests (an OpenAI-compatible teacher runs them
             concurrently, a Transformers teacher in batches).
         output_dir: where the outputs (and, by default, the work directory) go.
-        num_paths: P, traces per question (the paper: 3).
-        seed: base seed of the per-trace seeds.
-        summary: ``"template"`` (the reference sentence with the gold answer, :func:`render_summary`) or
-            ``"teacher"`` (the teacher summarises the traces given the gold answer, :data:`SUMMARY_PROMPT`).
-        teacher_prompt_template / teacher_system_prompt: the teacher's request (``{question}`` is replaced).
-        prompt_template / system_prompt: the prompt of the training rows (default: the question alone, as in
-            evaluation).
-        answer_task: ``"gsm8k"`` (numeric) or ``"math"`` (math-verify) answer checking; None picks ``gsm8k``
-            for sources whose name contains "gsm", ``math`` otherwise.
-        require_correct_path: drop instances with no correct trace.
-        drop_truncated: drop instances with a trace cut at the token budget (finish reason ``"length"``).
-        tokenizer / path_length / summary_length / require_fit: with ``require_fit`` drop instances whose paths
-            or summary do not fit the slot-aligned layout of ``num_paths`` slots of ``path_length`` tokens and
-            a summary slot of ``summary_length`` (the trainer's rule); a ``tokenizer`` alone adds token counts.
+        generation: what the teacher is asked (:class:`GenerationSettings`; fingerprinted).
+        assembly: the row prompt and the filters (:class:`AssemblySettings`; not fingerprinted).
         shard_size: problems per shard (and per teacher call).
         resume: continue the build found in the work directory (False: discard it and start over).
         force_resume: continue even though the generation settings changed (finished questions are kept).
         progress: show a tqdm bar (questions, with rate and ETA).
         source_info: information about the source (licence, decontamination, ...) for ``stats.json`` and the
             card; defaults to ``problems.info``.
-        work_dir: the work directory (default ``output_dir/work``); builds that differ only in filters or
-            tokenizer can share one.
-        fmt: the NAP text format.
+        work_dir: the work directory (default ``output_dir/work``); builds that differ only in assembly
+            settings can share one.
 
     Raises:
         SettingsMismatchError: the work directory holds a build with other generation settings.
     """
-    from datasets import Dataset, DatasetDict
-
-    info = source_info
-    if hasattr(problems, "problems"):
-        info = info if info is not None else getattr(problems, "info", None)
-        problems = problems.problems
-    problems = list(problems)
-    if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 1:
-        raise ValueError(f"`num_paths` must be an int >= 1 (traces per question), got {num_paths!r}.")
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"`shard_size` must be an int >= 1 (problems per shard), got {shard_size!r}.")
-    if summary not in ("template", "teacher"):
-        raise ValueError(f"`summary` must be 'template' or 'teacher', got {summary!r}.")
-    for name, template in (
-        ("teacher_prompt_template", teacher_prompt_template),
-        ("prompt_template", prompt_template),
+    if flat_settings:
+        raise TypeError(_legacy_keywords(list(flat_settings)))
+    generation = generation if generation is not None else GenerationSettings()
+    assembly = assembly if assembly is not None else AssemblySettings()
+    for name, value, kind in (
+        ("generation", generation, GenerationSettings),
+        ("assembly", assembly, AssemblySettings),
     ):
-        _fill(template, "", name)
-    if answer_task is not None:
-        _answer_task("", answer_task)
+        if not isinstance(value, kind):
+            raise TypeError(f"`{name}` must be a {kind.__name__}, got {type(value).__name__}.")
+    _check_int("shard_size", shard_size, "problems per shard")
     if not hasattr(teacher, "generate"):
         raise ValueError(
             f"`teacher` must have a `generate(messages, seeds)` method, got {type(teacher).__name__}."
         )
-    fit = None
-    if require_fit:
-        missing = [
-            n
-            for n, v in (
-                ("tokenizer", tokenizer),
-                ("path_length", path_length),
-                ("summary_length", summary_length),
-            )
-            if v is None
-        ]
-        if missing:
-            raise ValueError(
-                f"`require_fit=True` needs {', '.join(f'`{m}`' for m in missing)}: the slot-aligned layout is "
-                "measured with the student's tokenizer and slot sizes (e.g. path_length=330, summary_length=32)."
-            )
-        layout = build_layout(tokenizer, num_paths, path_length, summary_length, fmt)
-        fit = (tokenizer, layout, int(getattr(tokenizer, "eos_token_id", None) or 0))
-    ids = [str(p.id) for p in problems]
-    dupes = sorted(i for i, c in Counter(ids).items() if c > 1)
-    if dupes:
-        raise ValueError(
-            f"problem ids must be unique; repeated: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}."
-        )
-
+    assembly.fit_rule(generation)  # a layout that cannot be built fails before the teacher is asked
+    problems, info = _problem_list(problems, source_info)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    settings = generation_settings(
-        teacher,
-        num_paths=num_paths,
-        seed=seed,
-        summary=summary,
-        teacher_prompt_template=teacher_prompt_template,
-        teacher_system_prompt=teacher_system_prompt,
-        answer_task=answer_task,
-        fmt=fmt,
-    )
+    started = time.time()
     wd = _WorkDir(Path(work_dir) if work_dir is not None else output_dir / "work")
-    wd.lock()
-    try:
-        wd.open(settings, resume=resume, force_resume=force_resume)
-        done = wd.done_ids()
-        todo = [p for p in problems if str(p.id) not in done]
-        requests = 0
-        started = time.time()
-        bar = _progress(total=len(problems), initial=len(problems) - len(todo), enabled=progress)
-        try:
-            for start in range(0, len(todo), shard_size):
-                chunk = todo[start : start + shard_size]
-                records, n = _generate_chunk(
-                    chunk,
-                    teacher,
-                    num_paths=num_paths,
-                    seed=seed,
-                    summary=summary,
-                    teacher_prompt_template=teacher_prompt_template,
-                    teacher_system_prompt=teacher_system_prompt,
-                    answer_task=answer_task,
-                    fmt=fmt,
-                )
-                requests += n
-                wd.write_shard(records)
-                bar.update(len(chunk))
-        finally:
-            bar.close()
+    with wd.locked():
+        wd.open(generation_settings(teacher, generation), resume=resume, force_resume=force_resume)
+        generated = _generate_missing(wd, problems, teacher, generation, shard_size, progress)
         records = wd.records()
-    finally:
-        wd.unlock()
-
-    # ---- assembly: filters, rows, stats
-    kept_rows: tuple[list, list] = ([], [])
-    kept, dropped_by = [], Counter()
-    chosen = []
-    for p in problems:
-        r = records[str(p.id)]
-        if r["question"] != p.question or r["gold_answer"] != str(p.answer).strip():
-            raise ValueError(
-                f"the work directory holds another question or answer for id {p.id!r}; problem ids must "
-                "identify a question. Use another `output_dir` (or `work_dir`) for another source."
-            )
-        chosen.append(r)
-        reason = _drop_reason(
-            r, require_correct_path=require_correct_path, drop_truncated=drop_truncated, fit=fit, fmt=fmt
-        )
-        if reason is not None:
-            dropped_by[reason] += 1
-            continue
-        kept.append(r)
-        nap_row, cot_row = _rows(
-            r, prompt_template=prompt_template, system_prompt=system_prompt, fmt=fmt, tokenizer=tokenizer
-        )
-        kept_rows[0].append(nap_row)
-        kept_rows[1].append(cot_row)
-    features = _features()
-    data = DatasetDict(
-        {
-            name: Dataset.from_dict({k: [row[k] for row in rows] for k in features}, features=features)
-            for name, rows in (("nap", kept_rows[0]), ("longcot", kept_rows[1]))
-        }
-    )
-    stats = {
-        "generation_settings": settings,
-        "fingerprint": wd.manifest["fingerprint"],
-        "assembly": {
-            "prompt_template": prompt_template,
-            "system_prompt": system_prompt,
-            "require_correct_path": require_correct_path,
-            "drop_truncated": drop_truncated,
-            "require_fit": require_fit,
-            "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
-            "path_length": path_length,
-            "summary_length": summary_length,
-        },
-        "source": _json_safe(dict(info)) if info else None,
-        "sources": dict(Counter(r["source"] for r in kept)),
-        "counts": {
-            "problems": len(problems),
-            "generated_this_run": len(todo),
-            "teacher_requests_this_run": requests,
-            "kept": len(kept),
-            "dropped": sum(dropped_by.values()),
-            "dropped_by_reason": {k: dropped_by.get(k, 0) for k in DROP_REASONS},
-        },
-        "correctness": {"all": _correctness(chosen), "kept": _correctness(kept)},
-        "summary_sources": dict(Counter(r["summary_source"] for r in kept)),
-        "seconds_this_run": round(time.time() - started, 2),
-    }
+    data, kept, chosen, dropped_by = _assemble(problems, records, generation, assembly)
+    stats = _stats(wd, assembly, info, problems, kept, chosen, dropped_by, generated, started)
     _save_outputs(data, output_dir, progress)
     write_text_atomic(
         output_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n", fsync=True
@@ -995,154 +1034,3 @@ def read_build_stats(output_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no stats.json in {output_dir}: run build_parallel_dataset there first.")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-# ------------------------------------------------------------------------------------------ hub
-def _percent(x: float | None) -> str | None:
-    return None if x is None else f"{100 * x:.1f}%"
-
-
-def dataset_card_info(stats: Mapping[str, Any], *, name: str | None = None) -> dict[str, Any]:
-    """The :func:`nap_hf.hub.render_dataset_card` fields of a build's ``stats.json``: teacher, P, temperature,
-    counts, correctness, decontamination, licence, the two configs."""
-    settings = stats.get("generation_settings", {})
-    teacher = settings.get("teacher", {})
-    source = stats.get("source") or {}
-    counts = stats.get("counts", {})
-    kept = counts.get("kept", 0)
-    corr = stats.get("correctness", {}).get("all", {})
-    corr_kept = stats.get("correctness", {}).get("kept", {})
-    decon = None
-    if source:
-        against = source.get("decontaminated_against")
-        if against:
-            decon = (
-                f"Questions of `{source.get('source')}` were checked against "
-                f"{', '.join(f'`{a}`' for a in _as_list(against))}: {source.get('n_contaminated', 0)} "
-                "contaminated question(s) removed before generation."
-            )
-        elif source.get("n_contaminated") is not None or against is not None:
-            decon = "Not performed for this source (decontamination was switched off)."
-    license_id = source.get("license")
-    size = (
-        "n<1K"
-        if kept < 1_000
-        else "1K<n<10K"
-        if kept < 10_000
-        else "10K<n<100K"
-        if kept < 100_000
-        else "100K<n<1M"
-    )
-    dropped = counts.get("dropped_by_reason", {})
-    return {
-        "name": name or "NAP parallel reasoning data",
-        "sources": stats.get("sources") or {},
-        "source_details": {
-            k: _public(source.get(k))
-            for k in ("source", "location", "split", "n_raw", "n_invalid", "n_kept")
-            if source.get(k) is not None
-        },
-        "teacher": _public(teacher.get("model") or teacher.get("model_name") or teacher.get("class")),
-        "teacher_details": {k: _public(v) for k, v in teacher.items() if k not in ("model", "model_name")},
-        "P": settings.get("num_paths"),
-        "temperature": teacher.get("temperature"),
-        "max_new_tokens": teacher.get("max_new_tokens"),
-        "summary_template": SUMMARY_TEMPLATE.format(answer="<gold answer>")
-        if settings.get("summary") == "template"
-        else "teacher-written (gold answer given)",
-        "prompt_format": "the question alone in the chat template"
-        if stats.get("assembly", {}).get("prompt_template") == "{question}"
-        else stats.get("assembly", {}).get("prompt_template"),
-        "seed": settings.get("seed"),
-        "counts": {
-            "questions": counts.get("problems"),
-            "instances (per config)": kept,
-            "dropped": counts.get("dropped"),
-            **{f"dropped: {k}": v for k, v in dropped.items() if v},
-        },
-        "correctness": {
-            "paths correct (all generated)": _percent(corr.get("fraction_paths_correct")),
-            "questions with >= 1 correct path": _percent(
-                corr.get("fraction_instances_with_at_least_one_correct")
-            ),
-            "questions with all paths correct": _percent(corr.get("fraction_instances_with_all_correct")),
-            "majority-vote accuracy": _percent(corr.get("majority_vote_accuracy")),
-            "paths truncated": _percent(corr.get("fraction_paths_truncated")),
-            "paths correct (kept instances)": _percent(corr_kept.get("fraction_paths_correct")),
-        },
-        "filters": stats.get("assembly", {}),
-        "decontamination": decon,
-        "license": license_id,
-        "size_category": size,
-        "configs": ["nap", "longcot"],
-        "columns": COLUMNS,
-    }
-
-
-def _public(value: Any) -> Any:
-    """A local path becomes its last component + " (local)": a card must not leak the local file layout."""
-    if isinstance(value, str) and (
-        value.startswith(("/", "~", "./", "../")) or re.match(r"^[A-Za-z]:\\", value)
-    ):
-        return f"{Path(value).name} (local)"
-    if isinstance(value, list):
-        return [_public(v) for v in value]
-    return value
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
-def write_hub_folder(
-    data: Any,
-    folder: str | os.PathLike,
-    *,
-    readme: str,
-    secrets: Sequence[str | None] = (),
-) -> Path:
-    """Write the folder a dataset push uploads: ``data/<config>/train-00000-of-00001.parquet`` for each split
-    of ``data`` (``nap``, ``longcot``) and ``readme`` as README.md (its YAML must carry the ``configs:``, as
-    :func:`nap_hf.hub.render_dataset_card` writes it). ``datasets.load_dataset(folder, "nap")`` reads it back.
-    Written through :func:`nap_hf.hub.prepare_upload_folder` (atomic swap; a file holding one of ``secrets``
-    is refused)."""
-    from ..hub import prepare_upload_folder
-
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.src.", suffix=".tmp"))
-    try:
-        for config, ds in data.items():
-            target = staging / "data" / config / "train-00000-of-00001.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            ds.to_parquet(str(target))
-        return prepare_upload_folder(staging, folder, readme=readme, secrets=list(secrets))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def push_dataset_folder(
-    folder: str | os.PathLike,
-    repo_id: str,
-    *,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str = "Upload NAP data with nap-hf",
-    offline: bool | None = None,
-):
-    """Upload ``folder`` to the DATASET repo ``repo_id`` (created if missing) through
-    :func:`nap_hf.hub.push_folder`: offline (``offline=True`` or ``HF_HUB_OFFLINE=1``) nothing is contacted and
-    the folder's path is returned; the token goes to ``huggingface_hub`` only and is redacted from errors."""
-    from ..hub import push_folder
-
-    return push_folder(
-        folder,
-        repo_id,
-        token=token,
-        private=private,
-        commit_message=commit_message,
-        offline=offline,
-        repo_type="dataset",
-    )

@@ -437,5 +437,3 @@ def main(argv: list[str] | None = None) -> None:
     else:
         write = write_tiny_llada if args.command == "tiny-llada" else write_tiny_dream
         print(f"wrote a tiny random checkpoint to {write(args.out, seed=args.seed)}")
-
-
