@@ -64,17 +64,23 @@ class GeneratePlan:
         return self.slots / self.steps
 
     def call_kwargs(self, tokenizer: Any = None, seed: int | None = None) -> dict[str, Any]:
-        """:func:`call_kwargs` of this plan's keywords."""
-        return call_kwargs(self.kwargs, tokenizer=tokenizer, seed=seed)
+        """:func:`call_kwargs` of this plan's keywords (its canvas known, defaults included)."""
+        return call_kwargs(self.kwargs, tokenizer=tokenizer, seed=seed, structured=self.structured)
 
 
 def call_kwargs(
-    kwargs: Mapping[str, Any], *, tokenizer: Any = None, seed: int | None = None
+    kwargs: Mapping[str, Any],
+    *,
+    tokenizer: Any = None,
+    seed: int | None = None,
+    structured: bool | None = None,
 ) -> dict[str, Any]:
     """``kwargs`` plus the per-call arguments: ``tokenizer`` on the NAP canvas (its headers are tokenized
-    with it), ``seed`` when given."""
+    with it; ``structured`` None: the canvas that ``kwargs`` name), ``seed`` when given."""
     out = dict(kwargs)
-    if tokenizer is not None and uses_nap_canvas(out.get("strategy"), out.get("canvas")):
+    if structured is None:
+        structured = uses_nap_canvas(out.get("strategy"), out.get("canvas"))
+    if tokenizer is not None and structured:
         out["tokenizer"] = tokenizer
     if seed is not None:
         out["seed"] = int(seed)
