@@ -126,5 +126,6 @@ def test_readme_python_blocks_run_offline(tmp_path):
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, f"README code failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    # the parallel-forced quick start prints the summary it parsed: nap-tiny solves the README's problem
-    assert "\\boxed{8}" in proc.stdout, proc.stdout[-3000:]
+    # the parallel-forced quick start prints the summary and the answer parsed from it: nap-tiny solves the
+    # README's problem (7 - 3 + 4)
+    assert "\\boxed{8}. 8\n" in proc.stdout, proc.stdout[-3000:]
