@@ -311,6 +311,46 @@ def _snippet_usage(decoding: Mapping[str, Any] | None, usage: Mapping[str, int] 
     return use
 
 
+def _model_card_data(
+    kind: str,
+    hub_base: str | None,
+    dataset_ids: list[str],
+    adapter: bool,
+    license: str | None,
+    tags: str | Sequence[str] | None,
+) -> ModelCardData:
+    """The card's YAML metadata (`huggingface_hub.ModelCardData`): library, base model and datasets (Hub ids
+    only), licence, pipeline tag and tags."""
+    return ModelCardData(
+        library_name="peft" if adapter else "transformers",
+        base_model=hub_base,
+        datasets=[d for d in dataset_ids if _is_hub_id(d)] or None,
+        license=license,
+        pipeline_tag="text-generation",
+        tags=_unique(
+            [
+                "nap-hf",
+                "diffusion-lm",
+                "masked-diffusion",
+                *([kind] if kind else []),
+                "parallel-reasoning",
+                *(["lora", "peft"] if adapter else []),
+                *_as_list(tags),
+            ]
+        ),
+    )
+
+
+def _dataset_stats_text(dataset_stats: Mapping[str, Any] | None) -> str:
+    """``train: kept 8, dropped 0; eval: ...`` (the trainer's counts of kept / dropped instances)."""
+    return "; ".join(
+        f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        if isinstance(counts, Mapping)
+        else f"{name}: {counts}"
+        for name, counts in (dataset_stats or {}).items()
+    )
+
+
 def render_model_card(
     *,
     model_name: str,
@@ -353,38 +393,7 @@ def render_model_card(
     family_name, family_citation = _FAMILIES.get(kind, (model_type or "This model", None))
     hub_base = base_model if _is_hub_id(base_model) else None
     dataset_ids = _as_list(datasets)
-    card_data = ModelCardData(
-        library_name="peft" if adapter else "transformers",
-        base_model=hub_base,
-        datasets=[d for d in dataset_ids if _is_hub_id(d)] or None,
-        license=license,
-        pipeline_tag="text-generation",
-        tags=_unique(
-            [
-                "nap-hf",
-                "diffusion-lm",
-                "masked-diffusion",
-                *([kind] if kind else []),
-                "parallel-reasoning",
-                *(["lora", "peft"] if adapter else []),
-                *_as_list(tags),
-            ]
-        ),
-    )
-    use = _snippet_usage(decoding, usage)
-    adapter_summary = ""
-    if adapter:
-        adapter_summary = ", ".join(
-            f"`{k}` = `{v if isinstance(v, str) else _fmt(v)}`" for k, v in adapter.items() if v is not None
-        )
-    stats = ""
-    if dataset_stats:
-        stats = "; ".join(
-            f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-            if isinstance(counts, Mapping)
-            else f"{name}: {counts}"
-            for name, counts in dataset_stats.items()
-        )
+    card_data = _model_card_data(kind, hub_base, dataset_ids, bool(adapter), license, tags)
     return _render(
         "model_card.md",
         template_dir,
@@ -392,7 +401,11 @@ def render_model_card(
         model_name=model_name,
         repo_id=repo_id or model_name,
         adapter=bool(adapter),
-        adapter_summary=adapter_summary,
+        adapter_summary=", ".join(
+            f"`{k}` = `{v if isinstance(v, str) else _fmt(v)}`"
+            for k, v in (adapter or {}).items()
+            if v is not None
+        ),
         base_model_link=(
             f"[{hub_base}](https://huggingface.co/{hub_base})" if hub_base else "a local base checkpoint"
         ),
@@ -403,8 +416,8 @@ def render_model_card(
             f"[{d}](https://huggingface.co/datasets/{d})" if _is_hub_id(d) else "a local dataset"
             for d in dataset_ids
         ),
-        dataset_stats=stats,
-        usage=use,
+        dataset_stats=_dataset_stats_text(dataset_stats),
+        usage=_snippet_usage(decoding, usage),
         decoding=_pairs(decoding or {}),
         objective=_pairs(objective),
         hyperparameters=_pairs(hyperparameters),

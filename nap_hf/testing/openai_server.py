@@ -242,175 +242,170 @@ class OpenAICompatibleServer:
     # -- request handling
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+        return type("Handler", (_Handler,), {"owner": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "nap-hf-openai-server/0.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib signature)
-                logger.debug("%s - " + format, self.address_string(), *args)
+class _Handler(BaseHTTPRequestHandler):
+    """The HTTP side of :class:`OpenAICompatibleServer`; ``owner`` (set per server by
+    :meth:`OpenAICompatibleServer._handler_class`) holds the backend, the fault plan and the counters."""
 
-            def do_GET(self) -> None:  # noqa: N802  (stdlib name)
-                path = self.path.split("?")[0].rstrip("/")
-                if path in ("/v1/models", "/models"):
-                    model = {"id": server.model_name, "object": "model", "created": 0, "owned_by": "nap_hf"}
-                    self._json(200, {"object": "list", "data": [model]})
-                elif path in ("/health", "/v1/health"):
-                    self._json(200, {"status": "ok"})
-                else:
-                    self._error(404, f"no route GET {self.path}", "not_found_error")
+    owner: OpenAICompatibleServer
+    server_version = "nap-hf-openai-server/0.1"
 
-            def do_POST(self) -> None:  # noqa: N802
-                path = self.path.split("?")[0].rstrip("/")
-                if path not in ("/v1/chat/completions", "/chat/completions"):
-                    self._error(
-                        404, f"no route POST {self.path}; use /v1/chat/completions", "not_found_error"
-                    )
-                    return
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with server._lock:
-                    n = server.requests_received
-                    server.requests_received += 1
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._chat(n, raw)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib signature)
+        logger.debug("%s - " + format, self.address_string(), *args)
 
-            def _chat(self, n: int, raw: bytes) -> None:
-                if server._api_key is not None:
-                    auth = self.headers.get("Authorization", "")
-                    if auth != f"Bearer {server._api_key}":
-                        given = auth.removeprefix("Bearer ")
-                        self._error(401, f"Incorrect API key provided: {given}", "authentication_error")
-                        return
-                fault = server.faults.fault_for(n)
-                if fault is not None:
-                    with server._lock:
-                        server.faults_injected[fault] += 1
-                    if self._inject(fault):
-                        return
-                try:
-                    messages, seed, max_tokens, temperature, top_p = self._parse(raw)
-                except _BadRequest as exc:
-                    self._error(exc.status, str(exc), exc.kind)
-                    return
-                try:
-                    with server._model_lock:
-                        done = server._backend(messages, seed, max_tokens, temperature, top_p)
-                except Exception as exc:  # noqa: BLE001  (report backend failures as a 500, keep serving)
-                    logger.exception("backend failed on request %d", n)
-                    self._error(500, f"backend error: {type(exc).__name__}: {exc}", "server_error")
-                    return
-                self._json(200, _chat_completion(server.model_name, done))
-                with server._lock:
-                    server.requests_served += 1
+    def do_GET(self) -> None:  # noqa: N802  (stdlib name)
+        path = self.path.split("?")[0].rstrip("/")
+        if path in ("/v1/models", "/models"):
+            model = {"id": self.owner.model_name, "object": "model", "created": 0, "owned_by": "nap_hf"}
+            self._json(200, {"object": "list", "data": [model]})
+        elif path in ("/health", "/v1/health"):
+            self._json(200, {"status": "ok"})
+        else:
+            self._error(404, f"no route GET {self.path}", "not_found_error")
 
-            def _inject(self, fault: str) -> bool:
-                """Apply `fault`; True when it replaced the answer."""
-                plan = server.faults
-                if fault == "slow":
-                    server._stopping.wait(plan.slow)
-                    return False
-                if fault == "http_500":
-                    self._error(500, "injected fault: internal server error", "server_error")
-                elif fault == "http_429":
-                    self._error(
-                        429,
-                        "injected fault: rate limit",
-                        "rate_limit_error",
-                        {"Retry-After": f"{plan.retry_after:g}"},
-                    )
-                elif fault == "http_400":
-                    self._error(400, "injected fault: bad request")
-                elif fault == "timeout":
-                    server._stopping.wait(plan.hang)
-                    self.close_connection = True
-                elif fault == "malformed_json":
-                    self._send(
-                        200,
-                        b'{"id": "chatcmpl-x", "choices": [{"message": {"content": "unterminated',
-                        "application/json",
-                    )
-                elif fault == "no_choices":
-                    self._json(200, {"id": "chatcmpl-x", "object": "chat.completion", "choices": []})
-                elif fault == "truncated":
-                    body = json.dumps(
-                        _chat_completion(server.model_name, Completion("x" * 64, "stop"))
-                    ).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                return True
+    def do_POST(self) -> None:  # noqa: N802
+        path = self.path.split("?")[0].rstrip("/")
+        if path not in ("/v1/chat/completions", "/chat/completions"):
+            self._error(404, f"no route POST {self.path}; use /v1/chat/completions", "not_found_error")
+            return
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.owner._lock:
+            n = self.owner.requests_received
+            self.owner.requests_received += 1
+            self.owner.in_flight += 1
+            self.owner.max_in_flight = max(self.owner.max_in_flight, self.owner.in_flight)
+        try:
+            self._chat(n, raw)
+        finally:
+            with self.owner._lock:
+                self.owner.in_flight -= 1
 
-            def _parse(self, raw: bytes) -> tuple[Messages, int, int | None, float, float]:
-                try:
-                    req = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise _BadRequest(400, "the request body is not valid JSON") from None
-                if not isinstance(req, dict):
-                    raise _BadRequest(400, "the request body must be a JSON object")
-                if req.get("model") != server.model_name:
-                    raise _BadRequest(
-                        404,
-                        f"The model `{req.get('model')}` does not exist; this server serves `{server.model_name}`",
-                        "not_found_error",
-                    )
-                messages = req.get("messages")
-                if not (
-                    isinstance(messages, list)
-                    and messages
-                    and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
-                ):
-                    raise _BadRequest(400, "`messages` must be a non-empty list of {role, content} objects")
-                if req.get("n", 1) != 1:
-                    raise _BadRequest(400, "only n=1 is supported")
-                if req.get("stream"):
-                    raise _BadRequest(400, "streaming is not supported")
-                seed = req.get("seed")
-                seed = random.randrange(2**31) if seed is None else seed
-                max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
-                temperature, top_p = req.get("temperature", 1.0), req.get("top_p", 1.0)
-                if not isinstance(seed, int) or (max_tokens is not None and not isinstance(max_tokens, int)):
-                    raise _BadRequest(400, "`seed` and `max_tokens` must be integers")
-                if max_tokens is not None and max_tokens < 1:
-                    raise _BadRequest(400, "`max_tokens` must be >= 1")
-                if not isinstance(temperature, (int, float)) or not isinstance(top_p, (int, float)):
-                    raise _BadRequest(400, "`temperature` and `top_p` must be numbers")
-                if temperature < 0 or not 0 < top_p <= 1:
-                    raise _BadRequest(400, "`temperature` must be >= 0 and `top_p` in (0, 1]")
-                return messages, seed, max_tokens, float(temperature), float(top_p)
+    def _chat(self, n: int, raw: bytes) -> None:
+        if self.owner._api_key is not None:
+            auth = self.headers.get("Authorization", "")
+            if auth != f"Bearer {self.owner._api_key}":
+                given = auth.removeprefix("Bearer ")
+                self._error(401, f"Incorrect API key provided: {given}", "authentication_error")
+                return
+        fault = self.owner.faults.fault_for(n)
+        if fault is not None:
+            with self.owner._lock:
+                self.owner.faults_injected[fault] += 1
+            if self._inject(fault):
+                return
+        try:
+            messages, seed, max_tokens, temperature, top_p = self._parse(raw)
+        except _BadRequest as exc:
+            self._error(exc.status, str(exc), exc.kind)
+            return
+        try:
+            with self.owner._model_lock:
+                done = self.owner._backend(messages, seed, max_tokens, temperature, top_p)
+        except Exception as exc:  # noqa: BLE001  (report backend failures as a 500, keep serving)
+            logger.exception("backend failed on request %d", n)
+            self._error(500, f"backend error: {type(exc).__name__}: {exc}", "server_error")
+            return
+        self._json(200, _chat_completion(self.owner.model_name, done))
+        with self.owner._lock:
+            self.owner.requests_served += 1
 
-            def _error(
-                self, status: int, message: str, kind: str = "invalid_request_error", headers=None
-            ) -> None:
-                body = {"error": {"message": message, "type": kind, "code": status}}
-                self._json(status, body, headers)
+    def _inject(self, fault: str) -> bool:
+        """Apply `fault`; True when it replaced the answer."""
+        plan = self.owner.faults
+        if fault == "slow":
+            self.owner._stopping.wait(plan.slow)
+            return False
+        if fault == "http_500":
+            self._error(500, "injected fault: internal server error", "server_error")
+        elif fault == "http_429":
+            self._error(
+                429,
+                "injected fault: rate limit",
+                "rate_limit_error",
+                {"Retry-After": f"{plan.retry_after:g}"},
+            )
+        elif fault == "http_400":
+            self._error(400, "injected fault: bad request")
+        elif fault == "timeout":
+            self.owner._stopping.wait(plan.hang)
+            self.close_connection = True
+        elif fault == "malformed_json":
+            self._send(
+                200,
+                b'{"id": "chatcmpl-x", "choices": [{"message": {"content": "unterminated',
+                "application/json",
+            )
+        elif fault == "no_choices":
+            self._json(200, {"id": "chatcmpl-x", "object": "chat.completion", "choices": []})
+        elif fault == "truncated":
+            body = json.dumps(_chat_completion(self.owner.model_name, Completion("x" * 64, "stop"))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        return True
 
-            def _json(self, status: int, data: Any, headers: Mapping[str, str] | None = None) -> None:
-                self._send(status, json.dumps(data).encode(), "application/json", headers)
+    def _parse(self, raw: bytes) -> tuple[Messages, int, int | None, float, float]:
+        try:
+            req = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _BadRequest(400, "the request body is not valid JSON") from None
+        if not isinstance(req, dict):
+            raise _BadRequest(400, "the request body must be a JSON object")
+        if req.get("model") != self.owner.model_name:
+            raise _BadRequest(
+                404,
+                f"The model `{req.get('model')}` does not exist; this server serves `{self.owner.model_name}`",
+                "not_found_error",
+            )
+        messages = req.get("messages")
+        if not (
+            isinstance(messages, list)
+            and messages
+            and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+        ):
+            raise _BadRequest(400, "`messages` must be a non-empty list of {role, content} objects")
+        if req.get("n", 1) != 1:
+            raise _BadRequest(400, "only n=1 is supported")
+        if req.get("stream"):
+            raise _BadRequest(400, "streaming is not supported")
+        seed = req.get("seed")
+        seed = random.randrange(2**31) if seed is None else seed
+        max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
+        temperature, top_p = req.get("temperature", 1.0), req.get("top_p", 1.0)
+        if not isinstance(seed, int) or (max_tokens is not None and not isinstance(max_tokens, int)):
+            raise _BadRequest(400, "`seed` and `max_tokens` must be integers")
+        if max_tokens is not None and max_tokens < 1:
+            raise _BadRequest(400, "`max_tokens` must be >= 1")
+        if not isinstance(temperature, (int, float)) or not isinstance(top_p, (int, float)):
+            raise _BadRequest(400, "`temperature` and `top_p` must be numbers")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise _BadRequest(400, "`temperature` must be >= 0 and `top_p` in (0, 1]")
+        return messages, seed, max_tokens, float(temperature), float(top_p)
 
-            def _send(
-                self, status: int, body: bytes, ctype: str, headers: Mapping[str, str] | None = None
-            ) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): nothing to do
-                    self.close_connection = True
+    def _error(self, status: int, message: str, kind: str = "invalid_request_error", headers=None) -> None:
+        body = {"error": {"message": message, "type": kind, "code": status}}
+        self._json(status, body, headers)
 
-        return Handler
+    def _json(self, status: int, data: Any, headers: Mapping[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json", headers)
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: Mapping[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): nothing to do
+            self.close_connection = True
 
 
 def _chat_completion(model_name: str, done: Completion) -> dict[str, Any]:
