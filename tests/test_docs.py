@@ -74,6 +74,20 @@ def test_every_section_reference_names_a_numbered_section():
     assert not broken, f"section references with no such numbered heading: {broken}"
 
 
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_in_page_link_names_a_heading_of_its_page():
+    broken = []
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        text = read(page)
+        anchors = {github_anchor(h) for h in re.findall(r"^#+\s+(.*)$", text, flags=re.MULTILINE)}
+        broken += [f"{page.name}#{a}" for a in re.findall(r"\]\(#([^)]+)\)", text) if a not in anchors]
+    assert not broken, f"links to headings that do not exist: {broken}"
+
+
 def test_design_numbers_its_algorithm_sections_1_to_10():
     numbers = HEADING_SECTION.findall(read(DOCS / "design.md"))
     assert numbers == [str(n) for n in range(1, 11)], numbers
