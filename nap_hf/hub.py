@@ -916,6 +916,7 @@ def write_hub_folder(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# push_folder with the dataset repo type (its signature repeats push_folder's, minus the model-only options)
 def push_dataset_folder(
     folder: str | os.PathLike,
     repo_id: str,

@@ -319,6 +319,8 @@ def write_tiny_dream(
     class `DreamTokenizer` in `auto_map`, with `<|mask|>` and Dream's chat template."""
     from ..models.dream import DreamConfig, DreamModel
 
+    # Alike in shape to write_tiny_llada, on purpose: each maps the tiny sizes onto its own published config
+    # fields, special tokens and tokenizer files; the steps they share are _write_model_and_tokenizer_config.
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tok = build_byte_bpe(bpe_vocab, DREAM_SPECIALS)
