@@ -152,20 +152,19 @@ class ParallelForcedStrategy(Strategy):
         return list(range(n_path, len(self.slot_masks))), self.sum_budget[t], t, self.s_sum
 
     def _row_share(self, row, slots, budget, t, phase_steps, left, filled) -> list[int]:
-        """The SPEC §3 allocation for one row. A slot closed early (its filler committed) keeps taking its
-        share, which is dropped, so the open slots keep their pace."""
+        """The SPEC §3 allocation for one row. A slot closed early (filler behind its committed closing tag)
+        keeps taking its share as if its filler were still to decode: the share goes to its masked positions
+        before the tag while it has some, and the rest is dropped, so every slot keeps its pace."""
         sizes = [self.sizes[j] for j in slots]
-        committed = []
-        for j, n in zip(slots, sizes, strict=True):
-            if filled[row][j]:  # closed: model commits plus the shares it dropped since
-                committed.append(min(n, n - filled[row][j] + self.dropped[row][j]))
-            else:
-                committed.append(n - left[row][j])
+        committed = [
+            n - left[row][j] - filled[row][j] + self.dropped[row][j] for j, n in zip(slots, sizes, strict=True)
+        ]
         share = allocate_budget(budget, sizes, committed, t, phase_steps)
         for i, j in enumerate(slots):
             if filled[row][j]:
-                self.dropped[row][j] += share[i]
-                share[i] = 0
+                used = min(share[i], left[row][j])
+                self.dropped[row][j] += share[i] - used
+                share[i] = used
         return share
 
     def _plan_slots(
