@@ -94,12 +94,17 @@ def test_design_numbers_its_algorithm_sections_1_to_10():
 
 
 def test_design_map_names_every_module():
-    """docs/design.md's architecture map lists every module of the package (so it follows the real tree)."""
+    """docs/design.md's architecture map lists every module of the package and every recipe, benchmark and
+    example script (so it follows the real tree)."""
     design = read(DOCS / "design.md")
     tree = design.split("## Architecture", 1)[1].split("```", 2)[1]
+    modules = [
+        *(REPO / "nap_hf").rglob("*.py"),
+        *(p for d in ("recipes", "benchmarks", "examples") for p in (REPO / d).glob("*.py")),
+    ]
     unnamed = [
         str(p.relative_to(REPO))
-        for p in sorted((REPO / "nap_hf").rglob("*.py"))
+        for p in sorted(modules)
         if p.name not in ("__init__.py", "__main__.py") and p.name not in tree
     ]
     assert not unnamed, f"add these modules to the architecture map in docs/design.md: {unnamed}"
