@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from nap_hf import DreamModel, LLaDAModelLM
 from nap_hf.generation.cache import DiffusionCache
+from nap_hf.generation.strategies import llada_num_transfer_tokens, split_steps
 from nap_hf.testing import write_tiny_dream, write_tiny_llada
 
 from .conftest import random_prompt
@@ -267,3 +270,56 @@ def test_a_model_without_cache_support_is_named(llada_dir):
         model.generate(
             random_prompt(model, 4), steps=4, gen_length=8, block_length=4, cache_implementation="dual"
         )
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    m=st.integers(1, 3),
+    blocks=st.integers(1, 3),
+    block=st.integers(1, 4),
+    summary_length=st.integers(1, 4),
+    steps=st.integers(2, 30),
+    mode=st.sampled_from(["prefix", "dual"]),
+    refresh=st.sampled_from(["any", "all", 2]),
+    summary=st.sampled_from(["after", "concurrent"]),
+)
+def test_parallel_forced_invariants_with_a_cache(
+    llada64, m, blocks, block, summary_length, steps, mode, refresh, summary
+):
+    """Every slot is committed once, headers stay untouched, and every step commits its budget exactly."""
+    path_length = blocks * block
+    headers = [[5 + j] for j in range(m)] + [[9]]
+    ids = random_prompt(llada64, 4)
+    commits = []
+    out = llada64.generate(
+        ids,
+        strategy="parallel_forced",
+        m=m,
+        path_length=path_length,
+        summary_length=summary_length,
+        block_length=block,
+        steps=steps,
+        summary=summary,
+        header_ids=headers,
+        cache_implementation=mode,
+        cache_refresh=refresh,
+        return_dict_in_generate=True,
+        step_callback=lambda s: commits.append(s.committed.clone()),
+    )
+    slots = torch.zeros_like(out.trace, dtype=torch.bool)
+    for r in out.regions[0]:
+        if r.kind in ("path", "summary"):
+            slots[:, r.slice] = True
+        if r.kind == "header":
+            assert out.sequences[0, r.slice].tolist() == headers[r.index - 1 if r.index else -1]
+    counts = torch.stack(commits).sum(0)
+    assert (counts[slots] == 1).all() and (counts[~slots] == 0).all()
+    assert out.nfe == len(commits) == min(steps, int(slots.sum()))
+    n_path, n_sum = m * path_length, summary_length
+    s_path, s_sum = split_steps(out.nfe, n_path, n_sum, summary)
+    budget = llada_num_transfer_tokens(
+        torch.tensor([n_path + (n_sum if summary == "concurrent" else 0)]), s_path
+    )[0]
+    if s_sum:
+        budget = torch.cat([budget, llada_num_transfer_tokens(torch.tensor([n_sum]), s_sum)[0]])
+    assert [int(c.sum()) for c in commits] == budget.tolist()

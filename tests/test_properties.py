@@ -1,6 +1,7 @@
-"""Property tests of the decoding invariants on tiny random models (bounded hypothesis examples):
-the prompt is untouched, every generated slot is committed exactly once, no mask is left, each step
-respects its budget, no forward pass commits nothing, and NFE matches the trace."""
+"""Property tests of the decoding invariants on tiny random models (bounded hypothesis examples), with and
+without a KV cache: the prompt is untouched, every generated slot is committed exactly once, no mask is
+left, each step respects its budget, no forward pass commits nothing, and NFE matches the trace; with
+`early_stop`, everything after the first EOS is EOS filler committed with its trigger's step."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def decode_case(draw):
         case["alg"] = draw(st.sampled_from(["origin", "maskgit_plus", "topk_margin", "entropy"]))
     if strategy == "threshold":
         case["threshold"] = draw(st.sampled_from([0.01, 0.5, 0.9, 1.0]))
+    if strategy != "dream":  # every block-wise strategy runs with and without a KV cache
+        case["cache_implementation"] = draw(st.sampled_from([None, "prefix", "dual"]))
     lengths = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
     return case, lengths
 
@@ -107,3 +110,41 @@ def test_llada_budget_splits_exactly(n, steps):
     assert int(budget.sum()) == n
     assert int(budget.max() - budget.min()) <= 1
     assert budget.tolist() == sorted(budget.tolist(), reverse=True)
+
+
+@SETTINGS
+@given(
+    strategy=st.sampled_from(["confidence", "ar", "threshold"]),
+    cache=st.sampled_from([None, "dual"]),
+    seed=st.integers(0, 2**16),
+)
+def test_early_stop_fills_after_the_first_eos(llada64, strategy, cache, seed):
+    eos = llada64.config.eos_token_id
+
+    class FavourEos:  # makes EOS likely, so that the early exit fires
+        def __call__(self, input_ids, scores):
+            scores[:, eos] += 3.0
+            return scores
+
+    ids = random_prompt(llada64, 4, seed=seed)
+    case = dict(
+        strategy=strategy, steps=8, gen_length=16, block_length=4, cache_implementation=cache, seed=seed
+    )
+    commits = []
+    out = llada64.generate(
+        ids,
+        early_stop=True,
+        logits_processor=[FavourEos()],
+        return_dict_in_generate=True,
+        step_callback=lambda s: commits.append(s.committed.clone()),
+        **case,
+    )
+    gen, trace = out.sequences[0, 4:], out.trace[0, 4:]
+    counts = torch.stack(commits).sum(0)[0, 4:]
+    assert (counts == 1).all() and out.nfe == len(commits) == int(trace.max()) + 1
+    hits = (gen == eos).nonzero()[:, 0]
+    if len(hits):  # after the first EOS to be committed, everything later in the canvas is EOS
+        first = int(hits[trace[hits].argmin()])
+        assert (gen[first:] == eos).all()
+    full = llada64.generate(ids, logits_processor=[FavourEos()], return_dict_in_generate=True, **case)
+    assert out.nfe <= full.nfe
