@@ -762,6 +762,42 @@ def _sanitized_args(args):
     return clean
 
 
+def _stage_file(
+    path: Path,
+    rel: str,
+    target: Path,
+    training_args: Any,
+    base_model: str | None,
+    needles: Sequence[bytes],
+    link: bool,
+) -> None:
+    """Put one file of the upload in the staging folder (see :func:`prepare_upload_folder` for the rules)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if rel == "training_args.bin" and training_args is not None:
+        import torch
+
+        torch.save(_sanitized_args(training_args), target)
+        return
+    if rel == "adapter_config.json" and _is_hub_id(base_model):
+        import json
+
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not _is_hub_id(data.get("base_model_name_or_path")):
+            data["base_model_name_or_path"] = base_model
+        target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return
+    if _contains(path, needles):
+        logger.warning("not uploading %s: it contains a Hub token", rel)
+        return
+    if link:
+        try:
+            os.link(path, target)
+            return
+        except OSError:
+            pass
+    shutil.copy2(path, target)
+
+
 def prepare_upload_folder(
     source_dir: str | os.PathLike,
     folder: str | os.PathLike,
@@ -798,31 +834,7 @@ def prepare_upload_folder(
             rel = path.relative_to(source).as_posix()
             if _ignored(rel, ignore_patterns) or (rel == "README.md" and readme is not None):
                 continue
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if rel == "training_args.bin" and training_args is not None:
-                import torch
-
-                torch.save(_sanitized_args(training_args), target)
-                continue
-            if rel == "adapter_config.json" and _is_hub_id(base_model):
-                import json
-
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if not _is_hub_id(data.get("base_model_name_or_path")):
-                    data["base_model_name_or_path"] = base_model
-                target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-                continue
-            if _contains(path, needles):
-                logger.warning("not uploading %s: it contains a Hub token", rel)
-                continue
-            if link:
-                try:
-                    os.link(path, target)
-                    continue
-                except OSError:
-                    pass
-            shutil.copy2(path, target)
+            _stage_file(path, rel, staging / rel, training_args, base_model, needles, link)
         if readme is not None:
             (staging / "README.md").write_text(readme, encoding="utf-8")
         leaked = [
