@@ -628,6 +628,205 @@ def markdown_parallel_forced(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- KV cache (docs/caching.md)
+
+CACHE_SHAPES = {
+    # trunk outweighs the LM head, as at 8B: d_model 512, 8 layers, MLP 2048, vocabulary 32k
+    "trunk-heavy": dict(d_model=512, n_heads=8, n_layers=8, mlp_hidden_size=2048, vocab_size=32000),
+    # today's decode shape: the LM head and candidate scoring are most of a step
+    "decode": dict(d_model=256, n_heads=8, n_layers=4, mlp_hidden_size=768, vocab_size=32000),
+    "llada-8b": dict(d_model=4096, n_heads=32, n_layers=32, mlp_hidden_size=12288, vocab_size=126464),
+    "dream-7b": dict(
+        hidden_size=3584,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        num_hidden_layers=28,
+        intermediate_size=18944,
+        vocab_size=152064,
+    ),
+}
+
+
+def build_cache_model(shape: str, device: str, dtype: torch.dtype):
+    """Random weights in the named shape (no download), on `device` in `dtype`."""
+    torch.manual_seed(0)
+    spec = dict(CACHE_SHAPES[shape])
+    with torch.device(device):
+        if shape == "dream-7b":
+            config = nap_hf.DreamConfig(
+                **spec,
+                mask_token_id=151666,
+                eos_token_id=151643,
+                pad_token_id=151643,
+                max_position_embeddings=4096,
+            )
+            model = nap_hf.DreamModel(config)
+        else:
+            vocab = spec.pop("vocab_size")
+            config = nap_hf.LLaDAConfig(
+                **spec,
+                vocab_size=vocab,
+                embedding_size=vocab,
+                mask_token_id=vocab - 1,
+                eos_token_id=1,
+                pad_token_id=1,
+                max_sequence_length=4096,
+            )
+            model = nap_hf.LLaDAModelLM(config)
+    return model.eval().to(dtype)
+
+
+class StepClock:
+    """Per-step wall times of one `generate` call, each tagged with the trunk's input length (a cached step's
+    forward is shorter than the canvas)."""
+
+    def __init__(self, model, device: str):
+        self.device, self.lengths, self.times = device, [], []
+        self.handle = model.get_decoder().register_forward_pre_hook(self.hook, with_kwargs=True)
+        self.last = None
+
+    def hook(self, module, args, kwargs):
+        self.lengths.append(kwargs["input_ids"].shape[1])
+
+    def tick(self, _step=None):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self.last is not None:
+            self.times.append(now - self.last)
+        self.last = now
+
+
+def cache_run(model, prompt, kwargs: dict, device: str) -> dict:
+    clock = StepClock(model, device)
+    try:
+        clock.tick()
+        out = model.generate(prompt, return_dict_in_generate=True, step_callback=clock.tick, **kwargs)
+    finally:
+        clock.handle.remove()
+    seconds = sum(clock.times)
+    L = out.sequences.shape[1]
+    full = [t for t, n in zip(clock.times, clock.lengths, strict=False) if n == L]
+    part = [t for t, n in zip(clock.times, clock.lengths, strict=False) if n < L]
+    return {
+        "seconds": seconds,
+        "nfe": out.nfe,
+        "tokens_per_s": (out.sequences.shape[1] - prompt.shape[1]) * prompt.shape[0] / seconds,
+        "full_step_ms": 1e3 * statistics.median(full) if full else None,
+        "cached_step_ms": 1e3 * statistics.median(part) if part else None,
+        "refreshes": len(full),
+    }
+
+
+def cache_cases(args) -> list[tuple[str, str, dict]]:
+    """(shape, label, generate kwargs without the cache) of every comparison."""
+    cases = []
+    block = dict(gen_length=args.gen_length, block_length=args.block_length)
+    for shape in args.shapes:
+        for steps in args.steps:
+            cases.append(
+                (shape, f"confidence steps={steps}", dict(strategy="confidence", steps=steps, **block))
+            )
+        cases.append((shape, "threshold 0.9", dict(strategy="threshold", steps=args.gen_length, **block)))
+    if args.paper_canvas:
+        headers = [[5, 6], [7, 8], [9, 10], [11]]
+        pf = dict(strategy="parallel_forced", m=3, path_length=330, summary_length=32, block_length=30)
+        for steps in (256,):
+            cases.append(
+                (
+                    args.shapes[0],
+                    f"parallel_forced paper canvas steps={steps}",
+                    dict(pf, steps=steps, header_ids=headers),
+                )
+            )
+    return cases
+
+
+def benchmark_cache(args) -> dict:
+    """Side by side in one process: for each case, `--repeats` rounds of (none, prefix, dual) in turn; the
+    speed-up of a round is none's time / the cache's time in that round, reported as the median of rounds."""
+    dtype = getattr(torch, args.dtype)
+    report = {
+        "meta": {
+            "cpu": _cpu_name(),
+            "torch": torch.__version__,
+            "device": args.device,
+            "dtype": args.dtype,
+            "threads": torch.get_num_threads(),
+            "prompt_length": args.prompt_length,
+            "gen_length": args.gen_length,
+            "repeats": args.repeats,
+        },
+        "results": [],
+    }
+    models = {}
+    for shape, label, kwargs in cache_cases(args):
+        if shape not in models:
+            models[shape] = build_cache_model(shape, args.device, dtype)
+        model = models[shape]
+        P = 128 if "paper" in label else args.prompt_length
+        g = torch.Generator().manual_seed(1234)
+        prompt = torch.randint(2, 31000, (args.batch_size, P), generator=g).to(args.device)
+        cache_run(model, prompt, dict(kwargs), args.device)  # warm-up: the whole no-cache run, untimed
+        rounds = {mode: [] for mode in ("none", "prefix", "dual")}
+        for r in range(args.repeats):
+            order = list(rounds)[r % 3 :] + list(rounds)[: r % 3]  # rotate, so no mode always runs first
+            for mode in order:
+                rounds[mode].append(
+                    cache_run(
+                        model,
+                        prompt,
+                        dict(kwargs, cache_implementation=None if mode == "none" else mode),
+                        args.device,
+                    )
+                )
+                log(
+                    f"{shape} {label} {mode}: {rounds[mode][-1]['seconds']:.2f} s, NFE {rounds[mode][-1]['nfe']}"
+                )
+        entry = {"shape": shape, "case": label, "runs": rounds}
+        for mode in ("prefix", "dual"):
+            entry[f"{mode}_speedup"] = statistics.median(
+                n["seconds"] / c["seconds"] for n, c in zip(rounds["none"], rounds[mode], strict=True)
+            )
+            entry[f"{mode}_step_ratio"] = (
+                statistics.median(
+                    c["cached_step_ms"] / n["full_step_ms"]
+                    for n, c in zip(rounds["none"], rounds[mode], strict=True)
+                    if c["cached_step_ms"] and n["full_step_ms"]
+                )
+                if any(c["cached_step_ms"] for c in rounds[mode])
+                else None
+            )
+        report["results"].append(entry)
+        if args.device == "cuda":
+            entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return report
+
+
+def markdown_cache(report: dict) -> str:
+    meta = report["meta"]
+    lines = [
+        f"KV cache, side by side ({meta['device']}, {meta['dtype']}, {meta['threads']} threads, prompt "
+        f"{meta['prompt_length']} + gen {meta['gen_length']}, median of {meta['repeats']} rounds).",
+        "",
+        "| shape | case | NFE none/prefix/dual | tok/s none | tok/s prefix | tok/s dual | prefix x | dual x "
+        "| cached step / full step (prefix, dual) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for e in report["results"]:
+        best = {m: max(r["tokens_per_s"] for r in e["runs"][m]) for m in e["runs"]}
+        nfe = "/".join(str(e["runs"][m][0]["nfe"]) for m in ("none", "prefix", "dual"))
+        ratio = ", ".join(
+            "n/a" if e[f"{m}_step_ratio"] is None else f"{e[f'{m}_step_ratio']:.2f}"
+            for m in ("prefix", "dual")
+        )
+        lines.append(
+            f"| {e['shape']} | {e['case']} | {nfe} | {best['none']:.0f} | {best['prefix']:.0f} | {best['dual']:.0f} "
+            f"| {e['prefix_speedup']:.2f} | {e['dual_speedup']:.2f} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -662,7 +861,21 @@ def parse_args(argv=None):
         help="run the parallel_forced suite (m = 1/2/3 x 1/2/3/4 tokens per step) instead; writes "
         "decode_parallel_forced.{json,md}",
     )
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="the KV-cache suite instead: none / prefix / dual side by side (writes decode_cache[_<device>].{json,md})",
+    )
+    p.add_argument("--shapes", nargs="+", default=["trunk-heavy", "decode"], choices=sorted(CACHE_SHAPES))
+    p.add_argument(
+        "--shape", choices=sorted(CACHE_SHAPES), help="one shape (the GPU mode: llada-8b or dream-7b)"
+    )
+    p.add_argument("--paper-canvas", action="store_true", help="add parallel_forced on the paper's canvas")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = p.parse_args(argv)
+    if args.shape:
+        args.shapes = [args.shape]
     if args.quick:
         args.steps, args.repeats = args.steps[:1], 1
     if args.gen_length % args.block_length:
@@ -681,6 +894,14 @@ def main(argv=None) -> dict | None:
     if args.memory_worker:
         memory_worker(args)
         return None
+    if args.cache:
+        report = benchmark_cache(args)
+        md = markdown_cache(report)
+        print(md)
+        tag = "" if args.device == "cpu" else f"_{args.device}"
+        write_atomic(args.out_dir / f"decode_cache{tag}.json", json.dumps(report, indent=1) + "\n")
+        write_atomic(args.out_dir / f"decode_cache{tag}.md", md)
+        return report
     if args.parallel_forced:
         report = benchmark_parallel_forced(args)
         md = markdown_parallel_forced(report)
