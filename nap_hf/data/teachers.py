@@ -357,10 +357,10 @@ class TransformersTeacher(Teacher):
                 input_ids=step_ids,
                 attention_mask=mask,
                 position_ids=step_pos,
-                past_key_values=past,
+                cache=past,  # transformers >= 5.24 names it `cache` (`past_key_values` goes in 5.40)
                 use_cache=True,
             )
-            past = out.past_key_values
+            past = out.cache
             logits = out.logits[:, -1, :].double()  # (B, V)
             uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
             next_ids = _draw(logits, uniforms.to(device), temperature, top_p)  # (B,)
