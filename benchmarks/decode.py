@@ -719,26 +719,27 @@ def cache_run(model, prompt, kwargs: dict, device: str) -> dict:
 
 
 def cache_cases(args) -> list[tuple[str, str, dict]]:
-    """(shape, label, generate kwargs without the cache) of every comparison."""
+    """(shape, label, generate kwargs without the cache) of every comparison in `--cases`."""
     cases = []
     block = dict(gen_length=args.gen_length, block_length=args.block_length)
     for shape in args.shapes:
-        for steps in args.steps:
-            cases.append(
-                (shape, f"confidence steps={steps}", dict(strategy="confidence", steps=steps, **block))
-            )
-        cases.append((shape, "threshold 0.9", dict(strategy="threshold", steps=args.gen_length, **block)))
-    if args.paper_canvas:
+        if "confidence" in args.cases:
+            for steps in args.steps:
+                cases.append(
+                    (shape, f"confidence steps={steps}", dict(strategy="confidence", steps=steps, **block))
+                )
+        if "threshold" in args.cases:
+            cases.append((shape, "threshold 0.9", dict(strategy="threshold", steps=args.gen_length, **block)))
+    if "paper" in args.cases:  # prompt 128, m = 3 x 330 + 32, blocks of 30 inside the paths, 4 tokens/step
         headers = [[5, 6], [7, 8], [9, 10], [11]]
         pf = dict(strategy="parallel_forced", m=3, path_length=330, summary_length=32, block_length=30)
-        for steps in (256,):
-            cases.append(
-                (
-                    args.shapes[0],
-                    f"parallel_forced paper canvas steps={steps}",
-                    dict(pf, steps=steps, header_ids=headers),
-                )
+        cases.append(
+            (
+                args.shapes[0],
+                "parallel_forced paper canvas steps=256",
+                dict(pf, steps=256, header_ids=headers),
             )
+        )
     return cases
 
 
@@ -767,7 +768,13 @@ def benchmark_cache(args) -> dict:
         P = 128 if "paper" in label else args.prompt_length
         g = torch.Generator().manual_seed(1234)
         prompt = torch.randint(2, 31000, (args.batch_size, P), generator=g).to(args.device)
-        cache_run(model, prompt, dict(kwargs), args.device)  # warm-up: the whole no-cache run, untimed
+        warm = dict(
+            kwargs,
+            steps=8,
+            strategy="confidence" if kwargs["strategy"] == "threshold" else kwargs["strategy"],
+        )
+        for mode in (None, "prefix", "dual"):  # warm-up of every code path (8 steps), untimed
+            cache_run(model, prompt, dict(warm, cache_implementation=mode), args.device)
         rounds = {mode: [] for mode in ("none", "prefix", "dual")}
         for r in range(args.repeats):
             order = list(rounds)[r % 3 :] + list(rounds)[: r % 3]  # rotate, so no mode always runs first
@@ -870,7 +877,15 @@ def parse_args(argv=None):
     p.add_argument(
         "--shape", choices=sorted(CACHE_SHAPES), help="one shape (the GPU mode: llada-8b or dream-7b)"
     )
-    p.add_argument("--paper-canvas", action="store_true", help="add parallel_forced on the paper's canvas")
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        default=["confidence", "threshold"],
+        choices=["confidence", "threshold", "paper"],
+        help="--cache suite: confidence at each --steps, threshold 0.9, parallel_forced on the paper's canvas "
+        "(prompt 128, 3 x 330 + 32, blocks of 30, 256 steps; on the first shape)",
+    )
+    p.add_argument("--out-name", default="decode_cache", help="--cache suite: results file name (no suffix)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = p.parse_args(argv)
@@ -899,8 +914,8 @@ def main(argv=None) -> dict | None:
         md = markdown_cache(report)
         print(md)
         tag = "" if args.device == "cpu" else f"_{args.device}"
-        write_atomic(args.out_dir / f"decode_cache{tag}.json", json.dumps(report, indent=1) + "\n")
-        write_atomic(args.out_dir / f"decode_cache{tag}.md", md)
+        write_atomic(args.out_dir / f"{args.out_name}{tag}.json", json.dumps(report, indent=1) + "\n")
+        write_atomic(args.out_dir / f"{args.out_name}{tag}.md", md)
         return report
     if args.parallel_forced:
         report = benchmark_parallel_forced(args)
