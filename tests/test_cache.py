@@ -323,3 +323,32 @@ def test_parallel_forced_invariants_with_a_cache(
     if s_sum:
         budget = torch.cat([budget, llada_num_transfer_tokens(torch.tensor([n_sum]), s_sum)[0]])
     assert [int(c.sum()) for c in commits] == budget.tolist()
+
+
+def test_cache_fields_are_saved_with_the_generation_config(tmp_path):
+    from nap_hf import DiffusionGenerationConfig
+
+    cfg = DiffusionGenerationConfig(
+        cache_implementation="dual", cache_refresh="all", early_stop=True, factor=2.0
+    )
+    cfg.save_pretrained(tmp_path)  # transformers' own validate() does not know "dual"; ours lets it through
+    back = DiffusionGenerationConfig.from_pretrained(tmp_path)
+    assert (back.cache_implementation, back.cache_refresh, back.early_stop, back.factor) == (
+        "dual",
+        "all",
+        True,
+        2.0,
+    )
+
+
+def test_factor_rule_commits_the_longest_run_that_clears_its_bar(llada64):
+    from nap_hf.generation.strategies import FactorStrategy, StepPlan
+
+    class Cfg:
+        factor = 1.0
+
+    rows = torch.ones(2, 5, dtype=torch.bool)
+    scores = torch.tensor([[0.99, 0.7, 0.68, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1, 0.05]], dtype=torch.float64)
+    commit = FactorStrategy(Cfg()).select(None, StepPlan(rows=rows), scores)
+    # row 0: 0.99 >= 1 - 1/2, 0.7 >= 1 - 1/3, 0.68 < 1 - 1/4 -> two; row 1: none clears, the top-1 anyway
+    assert commit.tolist() == [[True, True, False, False, False], [True, False, False, False, False]]

@@ -392,6 +392,30 @@ class DiffusionGenerationMixin:
             out.answer = [p.answer for p in parsed]
         return out
 
+    def _canvas_positions(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, canvas: Canvas
+    ) -> tuple[torch.Tensor | None, torch.LongTensor]:
+        """The (B, L) padding mask of the whole canvas (None without padding) and its RoPE positions (left
+        padding skipped); refuses a canvas longer than the model's maximum length."""
+        B, P = input_ids.shape
+        L = canvas.ids.shape[1]
+        prompt_real = (
+            attention_mask.bool()
+            if attention_mask is not None
+            else torch.ones_like(input_ids, dtype=torch.bool)
+        )
+        full_mask = torch.cat(
+            [prompt_real, torch.ones(B, L - P, dtype=torch.bool, device=input_ids.device)], dim=1
+        )
+        max_len = getattr(getattr(self, "config", None), "max_position_embeddings", None)
+        if max_len is not None and L > max_len:
+            raise ValueError(
+                f"the canvas ({L} tokens = prompt {P} + generation {L - P}) exceeds the model's maximum length "
+                f"({max_len}); shorten the prompt or gen_length."
+            )
+        attn = None if bool(full_mask.all()) else full_mask.long()
+        return attn, (full_mask.long().cumsum(-1) - 1).clamp(min=0)
+
     def _decoding_pass(self, cfg, canvas: Canvas, attn, position_ids) -> Callable:
         """The step's model call: `forward(x, plan) -> (N, V)` aligned logits of `plan.rows`, with classifier-
         free guidance (`cfg_scale`: the unconditional canvas masks the prompt; two passes in one batch) and,
@@ -444,22 +468,9 @@ class DiffusionGenerationMixin:
         device = input_ids.device
         B, P = input_ids.shape
         mask_id = cfg.mask_token_id
-        prompt_real = (
-            attention_mask.bool()
-            if attention_mask is not None
-            else torch.ones_like(input_ids, dtype=torch.bool)
-        )
+        attn, position_ids = self._canvas_positions(input_ids, attention_mask, canvas)
         x = canvas.ids.clone()
         L = x.shape[1]
-        full_mask = torch.cat([prompt_real, torch.ones(B, L - P, dtype=torch.bool, device=device)], dim=1)
-        attn = None if bool(full_mask.all()) else full_mask.long()
-        position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)
-        max_len = getattr(getattr(self, "config", None), "max_position_embeddings", None)
-        if max_len is not None and L > max_len:
-            raise ValueError(
-                f"the canvas ({L} tokens = prompt {P} + generation {L - P}) exceeds the model's maximum length "
-                f"({max_len}); shorten the prompt or gen_length."
-            )
         trace = torch.full((B, L), -1, dtype=torch.long, device=device)
         state = DecodeState(
             x=x,
