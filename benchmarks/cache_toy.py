@@ -6,7 +6,10 @@ dual cache.
 
 The cache needs blocks inside the paths: every cached row and its no-cache twin use `block_length=10` (two
 blocks per 20-position path slot); the rows "no blocks" are the shipped setting (toy_replication.py).
-Each configuration is one JSON file under `--out`; a re-run skips those already there (resumable).
+Each configuration is one JSON file under `--out`; a re-run skips those already there (resumable). NFE: the
+forward passes of a batch of 100 (with early exit, the batch runs until its slowest row is done) and per
+problem (its last commit's step + 1). Wall times come from runs made one after the other on a shared machine:
+their ratios carry the load of the moment (benchmarks/decode.py --cache measures speed side by side).
 
 ```bash
 OMP_NUM_THREADS=1 python benchmarks/cache_toy.py --threads 1            # 200 problems (about an hour here)
@@ -84,18 +87,20 @@ def run_one(model, tok, problems, spec: dict, batch_size: int) -> dict:
     else:
         kwargs = ToyDecoding(strategy="parallel_forced", tokens_per_step=k).generate_kwargs(tok)
     kwargs.update(spec)
-    records, nfe = [], []
+    records, nfe, row_nfe = [], [], []
     t0 = time.perf_counter()
     for start in range(0, len(problems), batch_size):
         batch = problems[start : start + batch_size]
         out = model.generate(**toy_prompts(tok, batch), return_dict_in_generate=True, **kwargs)
         nfe.append(out.nfe)
+        row_nfe += (out.trace.max(-1).values + 1).tolist()  # the forward passes each problem needed
         records += [toy_record(p, out.answer[i], out.paths[i]) for i, p in enumerate(batch)]
     seconds = time.perf_counter() - t0
     scores = score_toy_records(records)
     return {
         "accuracy": scores["accuracy"],
         "nfe": sum(nfe) / len(nfe),
+        "row_nfe": sum(row_nfe) / len(row_nfe),
         "seconds": round(seconds, 1),
         "n": len(records),
         "k": k,
@@ -114,8 +119,9 @@ def baseline_key(key: str, row: dict) -> str:
 
 def table(results: dict[str, dict]) -> str:
     lines = [
-        "| configuration | accuracy (%) | NFE | wall (s) | speed-up vs same-k no cache |",
-        "|---|---:|---:|---:|---:|",
+        "| configuration | accuracy (%) | NFE (batch of 100) | NFE per problem | wall (s) | wall speed-up vs "
+        "same-k no cache |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key, row in results.items():
         base = results.get(baseline_key(key, row))
