@@ -352,3 +352,32 @@ def test_factor_rule_commits_the_longest_run_that_clears_its_bar(llada64):
     commit = FactorStrategy(Cfg()).select(None, StepPlan(rows=rows), scores)
     # row 0: 0.99 >= 1 - 1/2, 0.7 >= 1 - 1/3, 0.68 < 1 - 1/4 -> two; row 1: none clears, the top-1 anyway
     assert commit.tolist() == [[True, True, False, False, False], [True, False, False, False, False]]
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_one_layer_early_stop_with_a_cache_equals_no_cache(one_layer, mode):
+    """Filler written outside the recomputed columns makes the next step refresh, so a 1-layer model stays exact."""
+    model = one_layer["llada"]
+    eos = model.config.eos_token_id
+
+    class FavourEos(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores[:, eos] += 4.0
+            return scores
+
+    _, ids, mask = padded_batch(model)
+    case = dict(strategy="confidence", steps=8, gen_length=16, block_length=4, early_stop=True)
+    outs = [
+        model.generate(
+            ids,
+            attention_mask=mask,
+            logits_processor=LogitsProcessorList([FavourEos()]),
+            cache_implementation=cache,
+            return_dict_in_generate=True,
+            **case,
+        )
+        for cache in (None, mode)
+    ]
+    assert (outs[0].sequences[:, ids.shape[1] :] == eos).any()  # the early exit fired
+    assert torch.equal(outs[0].sequences, outs[1].sequences) and torch.equal(outs[0].trace, outs[1].trace)
+    assert outs[0].nfe == outs[1].nfe < 8
