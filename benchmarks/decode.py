@@ -651,6 +651,17 @@ def build_cache_model(shape: str, device: str, dtype: torch.dtype):
     """Random weights in the named shape (no download), on `device` in `dtype`."""
     torch.manual_seed(0)
     spec = dict(CACHE_SHAPES[shape])
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(
+        dtype
+    )  # build in the target dtype: an 8B model in float32 first would double the peak
+    try:
+        return _build_cache_model(shape, spec, device, dtype)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _build_cache_model(shape: str, spec: dict, device: str, dtype: torch.dtype):
     with torch.device(device):
         if shape == "dream-7b":
             config = nap_hf.DreamConfig(
@@ -775,6 +786,8 @@ def benchmark_cache(args) -> dict:
         )
         for mode in (None, "prefix", "dual"):  # warm-up of every code path (8 steps), untimed
             cache_run(model, prompt, dict(warm, cache_implementation=mode), args.device)
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         rounds = {mode: [] for mode in ("none", "prefix", "dual")}
         for r in range(args.repeats):
             order = list(rounds)[r % 3 :] + list(rounds)[: r % 3]  # rotate, so no mode always runs first
