@@ -257,6 +257,15 @@ def test_choice_ranking_is_stable_under_a_change_of_seed(nap_lm):
 
 
 @needs_lm_eval
+def test_loglikelihood_rolling_is_seeded_by_content(nap_lm):
+    text = _toy_problems(1)[0].question
+    first, again = (
+        nap_lm.loglikelihood_rolling([_instance("loglikelihood_rolling", (text,), i)]) for i in (0, 7)
+    )
+    assert first == again and first[0] < 0  # another position in the request list, the same estimate
+
+
+@needs_lm_eval
 def test_quick_run_matches_the_toy_evaluation(tmp_path):
     """lm-eval in-process on 4 held-out toy problems, nap-tiny with no model arguments and the chat
     template: the same per-problem verdicts as `evaluate_toy` (what `toy_replication.py` reports)."""
