@@ -283,7 +283,8 @@ def resolve_segments(mode: str, texts: Sequence[str]) -> str:
 def load_scorer(args):
     import torch
 
-    from nap_hf.metrics import SeqDepScorer, load_smollm2
+    from nap_hf.metrics import SeqDepScorer
+    from nap_hf.testing.smollm2 import load_smollm2
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype

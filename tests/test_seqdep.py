@@ -24,12 +24,11 @@ from nap_hf.metrics import (
     Segment,
     SeqDepScorer,
     binned_seqdep,
-    find_smollm2_gguf,
-    load_smollm2,
     seqdep,
     split_segments,
 )
 from nap_hf.testing import DREAM_CHAT_TEMPLATE, DREAM_SPECIALS, build_byte_bpe
+from nap_hf.testing.smollm2 import find_smollm2_gguf, load_smollm2
 from tests.scripts import run_script
 
 torch.set_num_threads(1)
@@ -175,7 +174,7 @@ def test_batched_equals_unbatched_equals_reference(lm, tokenizer, monkeypatch):
     batched = SeqDepScorer(lm, tokenizer, batch_size=3).score(TEXTS, PROMPTS)
     # `nap_hf.metrics.seqdep` the attribute is the function; the module is in sys.modules
     monkeypatch.setattr(
-        sys.modules["nap_hf.metrics.seqdep"], "_LOGSOFTMAX_CHUNK", 7
+        sys.modules["nap_hf.metrics.seqdep.scorer"], "_LOGSOFTMAX_CHUNK", 7
     )  # small log-softmax pieces
     chunked = SeqDepScorer(lm, tokenizer, batch_size=4).score(TEXTS, PROMPTS)
     per_row = SeqDepScorer(lm, tokenizer, batch_size=1, share_prefix=False).score(TEXTS, PROMPTS)

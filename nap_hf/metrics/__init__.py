@@ -1,6 +1,8 @@
 """Metrics for diffusion-LM decoding and data: AR-ness of the decoding order (§3.2) and SeqDep, the
 sequential dependence of a text under a causal LM scorer (§3.3, Eq. 4)."""
 
+from typing import Any
+
 from .arness import ARnessResult, commit_order, global_arness, local_arness
 from .seqdep import (
     BinnedSeqDep,
@@ -9,8 +11,7 @@ from .seqdep import (
     SeqDepResult,
     SeqDepScorer,
     binned_seqdep,
-    find_smollm2_gguf,
-    load_smollm2,
+    moved_to_testing,
     seqdep,
     split_segments,
 )
@@ -26,8 +27,11 @@ __all__ = [
     "SeqDepResult",
     "SeqDepScorer",
     "binned_seqdep",
-    "find_smollm2_gguf",
-    "load_smollm2",
     "seqdep",
     "split_segments",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`find_smollm2_gguf` / `load_smollm2` moved to nap_hf.testing.smollm2 (old path kept, deprecated)."""
+    return moved_to_testing(__name__, name)
