@@ -21,8 +21,8 @@ from nap_hf.evaluation.lm_eval_model import LM_EVAL_AVAILABLE, mc_loglikelihood
 from nap_hf.evaluation.runner import (
     RESULT_FIELDS,
     EvalSettings,
+    RunPlan,
     RunSpec,
-    _plan,
     parse_strategy,
     read_records,
     run_eval,
@@ -257,20 +257,22 @@ def test_data_parallel_shards_merge_identical(tmp_path, full_run, llada64, tok, 
 
 def test_plan_rules(tok):
     s = EvalSettings(family="llada", steps=[336], path_length=330, summary_length=32)
-    nap = _plan(s, RunSpec("gsm8k", "parallel_forced", "nap", 1024, 3), tok)
-    assert nap["slots"] == 1022 and nap["generate_kwargs"]["steps"] == 1022  # clamped to the slots
-    base = _plan(s, RunSpec("gsm8k", "confidence", None, 336, None), tok)
-    kw = base["generate_kwargs"]
-    assert (
-        kw["block_length"] == 32 and kw["gen_length"] % 32 == 0 and kw["gen_length"] >= nap["canvas_length"]
-    )
+    nap = RunPlan.from_settings(s, RunSpec("gsm8k", "parallel_forced", "nap", 1024, 3), tok)
+    assert nap.slots == 1022 and nap.generate_kwargs["steps"] == nap.steps_effective == 1022  # clamped
+    base = RunPlan.from_settings(s, RunSpec("gsm8k", "confidence", None, 336, None), tok)
+    kw = base.generate_kwargs
+    assert kw["block_length"] == 32 and kw["gen_length"] % 32 == 0 and kw["gen_length"] >= nap.canvas_length
     assert kw["steps"] % (kw["gen_length"] // 32) == 0 and abs(kw["steps"] - 336) <= kw["gen_length"] // 64
-    dream = _plan(EvalSettings(family="dream"), RunSpec("gsm8k", "confidence", None, 256, None), tok)
-    assert dream["generate_kwargs"]["block_length"] is None and dream["generate_kwargs"]["steps"] == 256
-    fast = _plan(EvalSettings(family="dream"), RunSpec("gsm8k", "threshold", None, 256, None), tok)
-    assert fast["generate_kwargs"]["block_length"] == 32
-    t5 = _plan(EvalSettings(), RunSpec("gsm8k", "parallel_forced", "nap", 1024, 2), tok)
-    assert t5["generate_kwargs"]["path_length"] == 495  # 990 / m
+    dream = RunPlan.from_settings(
+        EvalSettings(family="dream"), RunSpec("gsm8k", "confidence", None, 256, None), tok
+    )
+    assert dream.generate_kwargs["block_length"] is None and dream.generate_kwargs["steps"] == 256
+    fast = RunPlan.from_settings(
+        EvalSettings(family="dream"), RunSpec("gsm8k", "threshold", None, 256, None), tok
+    )
+    assert fast.generate_kwargs["block_length"] == 32
+    t5 = RunPlan.from_settings(EvalSettings(), RunSpec("gsm8k", "parallel_forced", "nap", 1024, 2), tok)
+    assert t5.generate_kwargs["path_length"] == 495  # 990 / m
     assert parse_strategy("confidence:nap") == ("confidence", "nap")
     assert parse_strategy("parallel_forced") == ("parallel_forced", "nap")
     with pytest.raises(ValueError):

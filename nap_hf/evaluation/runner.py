@@ -8,12 +8,13 @@ setting that moves the numbers recorded next to the numbers.
 
 What a run writes under ``out_dir``:
 
-* ``records/<run>.jsonl``: one JSON line per example (file order): the example id, prompt text, prediction
-  text (the decoded generation region), parsed answer, gold, correct, Global-ARness@1 over all filled
-  positions of the row, NFE, seconds, and the run's identifying fields. ``<run>`` is
-  ``<task>__<strategy>__steps<S>`` (plus ``__m<m>`` on the structured canvas).
-* ``summary.json``: the settings (:class:`EvalSettings`) and, per run, the exact ``generate`` keywords, the
-  prompt style, accuracy, mean ARness, mean NFE, tokens per step and timings. Written atomically.
+* ``records/<run>.jsonl``: one JSON line per example (file order), a :class:`Record` (its fields are the
+  keys): the run's identifying fields, the example id, prompt text, prediction text (the decoded generation
+  region), parsed answer, gold, correct, Global-ARness@1 over all filled positions of the row, NFE and
+  seconds. ``<run>`` is ``<task>__<strategy>__steps<S>`` (plus ``__m<m>`` on the structured canvas).
+* ``summary.json``: the settings (:class:`EvalSettings`) and, per run, its :class:`RunPlan` (the exact
+  ``generate`` keywords, the prompt style, the fingerprint, the canvas sizes and tokens per step) and its
+  results: accuracy, mean ARness, mean NFE and timings. Written atomically.
 * ``traces/<run>.json``: the decoding trace and canvas regions of the first ``save_traces`` examples
   (Figure 1, :func:`nap_hf.plotting.plot_decoding_dynamics`).
 
@@ -21,8 +22,8 @@ Decisions (recorded in ``summary.json``; change them with the :class:`EvalSettin
 
 * Prompts: zero-shot, the model's chat template with the generation prompt. The NAP canvas (parallel-forced,
   or any strategy with ``canvas="nap"``, written ``"<strategy>:nap"``) and every fine-tuned model (``training``
-  ``"nap"`` / ``"longcot"``) get the question alone, exactly as in training (SPEC §6); base models on the plain
-  canvas get the question, a newline and the task's chain-of-thought instruction
+  ``"nap"`` / ``"longcot"``) get the question alone, exactly as in training (docs/design.md §6); base models
+  on the plain canvas get the question, a newline and the task's chain-of-thought instruction
   (:data:`~nap_hf.evaluation.BASELINE_COT_INSTRUCTION`). ``prompt_style`` forces one or the other.
 * Lengths: the structured canvas has ``m`` paths of ``path_length`` (default ``path_budget // m``, the paper's
   990 / m) and a ``summary_length`` summary; plain-canvas baselines generate ``gen_length`` positions,
@@ -37,8 +38,14 @@ Decisions (recorded in ``summary.json``; change them with the :class:`EvalSettin
 * Determinism: examples are cut into batches in file order; batch ``b`` draws its random numbers from
   ``seed`` and its first example index. So results do not depend on the number of processes or on
   restarts, and greedy decoding gives the same results at every batch size (up to floating-point ties;
-  use float64 to rule them out). Stochastic runs (``random`` order, ``temperature > 0``, Dream's
-  ``origin``) depend on the batch size, which is then part of the run's fingerprint.
+  use float64 to rule them out). Stochastic runs (:func:`is_stochastic`: ``random`` order,
+  ``temperature > 0``, Dream's ``origin``) depend on the batch size, which is then part of the run's
+  fingerprint.
+
+The parts (``run_eval`` composes them): :class:`EvalSettings` (what the user sets) -> one :class:`RunSpec`
+per cell of the sweep -> its frozen :class:`RunPlan` (:meth:`RunPlan.from_settings`: keywords, prompt
+style, fingerprint) -> :func:`decode_batch` per batch (pure: one ``generate`` call, answers scored, a
+:class:`Record` per example) -> the run's :class:`~nap_hf.io.JsonlStore` (appended, resumed, merged).
 
 Data parallel: pass an ``accelerate`` ``Accelerator`` / ``PartialState`` (``accelerate launch``). Process r
 takes batches r, r + world, ...; each writes ``records/<run>.rank<r>.jsonl``; after ``wait_for_everyone``
@@ -60,20 +67,22 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
 from nap_hf.data.format import DEFAULT_FORMAT, build_layout
 from nap_hf.evaluation.answers import extract_answer, is_correct
-from nap_hf.evaluation.settings import call_kwargs, plan_generate
+from nap_hf.evaluation.settings import call_kwargs, plan_generate, uses_nap_canvas
 from nap_hf.evaluation.tasks import TASKS, Example, load_task
 from nap_hf.evaluation.tasks import _spec as _task_spec
+from nap_hf.generation.config import DIFFUSION_FIELDS
 from nap_hf.hub import collect_versions
-from nap_hf.io import JsonlAppender, JsonlStore, write_text_atomic
+from nap_hf.io import JsonlStore, write_text_atomic
 from nap_hf.io import read_jsonl as read_records
 from nap_hf.metrics.arness import global_arness
 
@@ -82,6 +91,11 @@ __all__ = [
     "DEFAULT_STEPS",
     "EvalSettings",
     "RunSpec",
+    "RunPlan",
+    "Record",
+    "DecodedBatch",
+    "decode_batch",
+    "is_stochastic",
     "parse_strategy",
     "run_eval",
     "read_records",
@@ -95,22 +109,6 @@ DEFAULT_STRATEGIES: tuple[str, ...] = ("parallel_forced", "confidence", "random"
 DEFAULT_STEPS: tuple[int, ...] = (256, 336, 512, 1024)
 LLADA_BLOCK_LENGTH = 32
 """Block length of LLaDA's block-wise baselines (the paper, LLaDA's GSM8K setting) and of Fast-dLLM."""
-
-RESULT_FIELDS: tuple[str, ...] = (
-    "id",
-    "index",
-    "prompt",
-    "prediction",
-    "paths",
-    "summary",
-    "answer",
-    "gold",
-    "correct",
-    "arness",
-    "nfe",
-)
-"""Record fields that hold results (identical across batch sizes / processes under greedy decoding);
-``seconds`` is a timing and never identical."""
 
 # Settings that do not change any number of a greedy run (they are recorded, never fingerprinted).
 _EXECUTION_FIELDS = frozenset(
@@ -299,12 +297,22 @@ def model_family(model: Any) -> str:
     return "other"
 
 
-def _stochastic(settings: EvalSettings, run: RunSpec) -> bool:
-    return (
-        run.strategy == "random"
-        or settings.temperature > 0
-        or (run.strategy == "dream" and settings.alg == "origin")
-    )
+def is_stochastic(generate_kwargs: Mapping[str, Any]) -> bool:
+    """Whether decoding with these ``generate`` keywords draws random numbers, so that its results depend on
+    the seed and on how the examples are cut into batches: ``random`` order, sampled tokens (``temperature >
+    0``), Dream's ``origin`` rule or its position sampling (``alg_temp``). Unset keywords take the library
+    defaults (``DIFFUSION_FIELDS``).
+
+    The one answer to "is this run random?": the runner puts the batch size into the fingerprint of such a
+    run, and the toy evaluation seeds it."""
+
+    def get(name: str) -> Any:
+        return generate_kwargs.get(name, DIFFUSION_FIELDS[name])
+
+    strategy = get("strategy")
+    if strategy == "random" or float(get("temperature") or 0.0) > 0:
+        return True
+    return strategy == "dream" and (get("alg") == "origin" or bool(get("alg_temp")))
 
 
 def _prompt_style(settings: EvalSettings, run: RunSpec) -> str:
@@ -327,9 +335,8 @@ def _block_length(settings: EvalSettings, run: RunSpec) -> int | None:
     return None
 
 
-def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any]:
-    """The exact ``generate`` keywords of a run (seed excluded: it is per batch) and its canvas sizes, by
-    :func:`~nap_hf.evaluation.settings.plan_generate`."""
+def _generate_options(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any]:
+    """The ``generate`` options of a run as the settings state them (before the canvas rules)."""
     options: dict[str, Any] = {
         "strategy": run.strategy,
         "temperature": float(settings.temperature),
@@ -360,25 +367,207 @@ def _plan(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any
             block_length=_block_length(settings, run),
             logits_eos_inf=bool(settings.suppress_eos),
         )
-    plan = plan_generate({**options, "steps": run.steps}, tokenizer=tokenizer)
-    info: dict[str, Any] = {
-        "steps_requested": run.steps,
-        "canvas_length": plan.canvas_length,
-        "slots": plan.slots,
-    }
-    if plan.structured:
-        info["header_ids"] = plan.header_ids
-    info.update(steps_effective=plan.steps, tokens_per_step=plan.tokens_per_step)
-    return {"generate_kwargs": plan.kwargs, **info}
+    return {**options, "steps": run.steps}
 
 
-def _fingerprint(settings: EvalSettings, run: RunSpec, plan: dict[str, Any], style: str) -> str:
+def _fingerprint(settings: EvalSettings, run: RunSpec, generate_kwargs: Mapping[str, Any], style: str) -> str:
     data = {k: v for k, v in settings.to_dict().items() if k not in _EXECUTION_FIELDS}
-    data.update(run=dataclasses.asdict(run), generate_kwargs=plan["generate_kwargs"], prompt_style=style)
-    if _stochastic(settings, run):
+    data.update(run=dataclasses.asdict(run), generate_kwargs=dict(generate_kwargs), prompt_style=style)
+    if is_stochastic(generate_kwargs):
         data["batch_size"] = settings.batch_size
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _require_int(name: str, value: Any, minimum: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"RunPlan: `{name}` must be an integer >= {minimum}, got {value!r}; {hint}")
+
+
+_FROM_SETTINGS = "build plans with RunPlan.from_settings(settings, run, tokenizer)."
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one run of the sweep decodes with, fixed before its first batch (frozen; its
+    ``generate_kwargs`` are a read-only mapping). Build it with :meth:`from_settings`; ``summary.json``
+    records :meth:`to_dict` for every run, and :func:`decode_batch` needs nothing else from the settings.
+
+    Attributes:
+        run: the cell of the sweep (task, strategy, canvas, requested steps, m).
+        generate_kwargs: the exact ``generate`` keywords (no seed, no tokenizer: those are per call), from
+            :func:`~nap_hf.evaluation.settings.plan_generate`.
+        prompt_style: ``"question"`` (the question alone) or ``"cot"`` (question + instruction).
+        fingerprint: hash of every setting that moves the numbers; records of another fingerprint are
+            refused on resume.
+        steps_effective: the step budget after the canvas rules (``generate_kwargs["steps"]``).
+        slots: generated positions to decode; ``canvas_length``: generated columns (headers included).
+        tokens_per_step: ``slots / steps_effective``.
+        header_ids: the NAP canvas headers' token ids (None on the plain canvas).
+        model_label, answer_task, fallback_last_number: what a record is labelled and scored with.
+        seed: the run's seed; batch ``b`` draws from ``seed`` and its first example index.
+    """
+
+    run: RunSpec
+    generate_kwargs: Mapping[str, Any] = field(hash=False)  # a read-only copy; plans hash by the rest
+    prompt_style: str
+    fingerprint: str
+    steps_effective: int
+    slots: int
+    canvas_length: int | None
+    tokens_per_step: float
+    answer_task: str
+    header_ids: tuple[tuple[int, ...], ...] | None = None
+    model_label: str = "model"
+    fallback_last_number: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.run, RunSpec):
+            raise TypeError(
+                f"RunPlan: `run` must be a RunSpec, got {type(self.run).__name__}; {_FROM_SETTINGS}"
+            )
+        if not isinstance(self.generate_kwargs, Mapping):
+            raise TypeError(f"RunPlan: `generate_kwargs` must be a mapping; {_FROM_SETTINGS}")
+        kwargs = MappingProxyType(dict(self.generate_kwargs))
+        object.__setattr__(self, "generate_kwargs", kwargs)
+        if self.header_ids is not None:
+            object.__setattr__(self, "header_ids", tuple(tuple(int(t) for t in h) for h in self.header_ids))
+        if kwargs.get("strategy") != self.run.strategy:
+            raise ValueError(
+                f"RunPlan: generate_kwargs['strategy'] is {kwargs.get('strategy')!r} but run.strategy is "
+                f"{self.run.strategy!r}; {_FROM_SETTINGS}"
+            )
+        if uses_nap_canvas(kwargs.get("strategy"), kwargs.get("canvas")) != (self.run.canvas == "nap"):
+            raise ValueError(
+                f"RunPlan: generate_kwargs decode the "
+                f"{'plain' if self.run.canvas == 'nap' else 'NAP'} canvas "
+                f"but run.canvas is {self.run.canvas!r}; {_FROM_SETTINGS}"
+            )
+        if self.prompt_style not in ("question", "cot"):
+            raise ValueError(
+                f"RunPlan: `prompt_style` must be 'question' or 'cot', got {self.prompt_style!r}."
+            )
+        if not isinstance(self.fingerprint, str) or not self.fingerprint:
+            raise ValueError(f"RunPlan: `fingerprint` must be a non-empty string; {_FROM_SETTINGS}")
+        _require_int("steps_effective", self.steps_effective, 1, "the step budget after the canvas rules.")
+        if kwargs.get("steps") != self.steps_effective:
+            raise ValueError(
+                f"RunPlan: `steps_effective` ({self.steps_effective}) differs from generate_kwargs['steps'] "
+                f"({kwargs.get('steps')!r}); {_FROM_SETTINGS}"
+            )
+        _require_int("slots", self.slots, 1, "the number of generated positions to decode.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"RunPlan: `seed` must be an integer (EvalSettings.seed), got {self.seed!r}.")
+        answer_tasks = sorted({spec.answer_task for spec in TASKS.values()})
+        if self.answer_task not in answer_tasks:
+            raise ValueError(
+                f"RunPlan: `answer_task` must be one of {answer_tasks}, got {self.answer_task!r}."
+            )
+
+    @classmethod
+    def from_settings(cls, settings: EvalSettings, run: RunSpec, tokenizer: Any) -> RunPlan:
+        """The plan of ``run`` under ``settings``: the canvas sizes, blocks and step rules of the module doc,
+        applied by :func:`~nap_hf.evaluation.settings.plan_generate`; ``tokenizer`` lays out the headers."""
+        plan = plan_generate(_generate_options(settings, run, tokenizer), tokenizer=tokenizer)
+        style = _prompt_style(settings, run)
+        return cls(
+            run=run,
+            generate_kwargs=plan.kwargs,
+            prompt_style=style,
+            fingerprint=_fingerprint(settings, run, plan.kwargs, style),
+            steps_effective=plan.steps,
+            slots=plan.slots,
+            canvas_length=plan.canvas_length,
+            tokens_per_step=plan.tokens_per_step,
+            answer_task=_task_spec(settings.task).answer_task,
+            header_ids=plan.header_ids if plan.structured else None,
+            model_label=settings.model_label,
+            fallback_last_number=settings.fallback_last_number,
+            seed=settings.seed,
+        )
+
+    @property
+    def stochastic(self) -> bool:
+        """:func:`is_stochastic` of the keywords."""
+        return is_stochastic(self.generate_kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's entry in ``summary.json`` (before its results): identity, prompt style, fingerprint, the
+        exact keywords and the canvas sizes."""
+        run = self.run
+        return {
+            "task": run.task,
+            "strategy": run.name,
+            "decoding": run.strategy,
+            "canvas": run.canvas,
+            "steps": run.steps,
+            "m": run.m,
+            "prompt_style": self.prompt_style,
+            "fingerprint": self.fingerprint,
+            "generate_kwargs": dict(self.generate_kwargs),
+            "steps_requested": run.steps,
+            "canvas_length": self.canvas_length,
+            "slots": self.slots,
+            "steps_effective": self.steps_effective,
+            "tokens_per_step": self.tokens_per_step,
+            "header_ids": [list(h) for h in self.header_ids] if self.header_ids is not None else None,
+        }
+
+
+_RESULT = {"result": True}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One example's line in ``records/<run>.jsonl``: the fields, in this order, are the line's JSON keys.
+
+    The run's identity (``task``, ``model`` label, ``strategy`` as written, ``steps`` requested, ``m``,
+    ``fingerprint``), then the results, identical across batch sizes and processes under greedy decoding
+    (:data:`RESULT_FIELDS`: ``id``, file ``index``, ``prompt`` text, ``prediction`` (the decoded generation
+    region), NAP ``paths`` and ``summary`` (None on the plain canvas), parsed ``answer``, ``gold``,
+    ``correct``, Global-ARness@1 ``arness`` over all filled positions (None when undefined), ``nfe``), and
+    ``seconds`` per example (a timing, never identical)."""
+
+    task: str
+    model: str
+    strategy: str
+    steps: int
+    m: int | None
+    fingerprint: str
+    id: str = field(metadata=_RESULT)
+    index: int = field(metadata=_RESULT)
+    prompt: str = field(metadata=_RESULT)
+    prediction: str = field(metadata=_RESULT)
+    paths: list[str] | None = field(metadata=_RESULT)
+    summary: str | None = field(metadata=_RESULT)
+    answer: str | None = field(metadata=_RESULT)
+    gold: str = field(metadata=_RESULT)
+    correct: bool = field(metadata=_RESULT)
+    arness: float | None = field(metadata=_RESULT)
+    nfe: int = field(metadata=_RESULT)
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON line's object (keys in field order)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """A record read back from a JSON line (:func:`read_records`); a line with other keys is refused."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing, unknown = [n for n in names if n not in data], sorted(set(data) - set(names))
+        if missing or unknown:
+            raise ValueError(
+                f"not an evaluation record: missing {missing}, unknown {unknown}; "
+                f"a record has the keys {names}."
+            )
+        return cls(**{n: data[n] for n in names})
+
+
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Record) if f.metadata.get("result"))
+"""Record fields that hold results (identical across batch sizes / processes under greedy decoding);
+``seconds`` is a timing and never identical."""
 
 
 # ------------------------------------------------------------------------------------------------- prompts
@@ -429,7 +618,7 @@ def load_summary(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return json.load(f)
 
 
-# ------------------------------------------------------------------------------------------------ the loop
+# ------------------------------------------------------------------------------------------------ decoding
 
 
 class _Single:
@@ -457,8 +646,111 @@ def _left_pad(rows: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torc
     return ids.to(device), mask.to(device)
 
 
+def _pad_id(tokenizer: Any) -> int:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError("the tokenizer has neither a pad nor an EOS token to left-pad the prompts with.")
+    return int(pad_id)
+
+
+def _model_device(model: Any) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def _region_dict(r: Any) -> dict[str, Any]:
     return {"kind": r.kind, "start": r.start, "end": r.end, "index": r.index, "label": r.label}
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """What :func:`decode_batch` returns: one :class:`Record` per example of the batch (batch order), the
+    decoding traces of the examples asked for (``id``, ``index``, ``prompt_length``, ``trace``, ``regions``),
+    and the batch's NFE."""
+
+    records: list[Record]
+    traces: list[dict[str, Any]]
+    nfe: int
+
+
+def decode_batch(
+    model: Any,
+    tokenizer: Any,
+    plan: RunPlan,
+    examples: Sequence[Example],
+    prompts: Sequence[list[int]],
+    batch: Sequence[int],
+    *,
+    traces: Collection[int] = (),
+    clock: Callable[[], float] = time.perf_counter,
+) -> DecodedBatch:
+    """Decode one batch of a run: the prompts ``prompts[i]`` of the examples ``examples[i]`` for ``i`` in
+    ``batch`` (indices in file order), left-padded, in one ``generate`` call seeded by the batch's first index
+    (so a batch decodes the same in any process and after any restart), then answers extracted and scored.
+
+    Pure: it reads and writes no file and keeps no state; the same inputs give the same records. ``seconds``
+    (per example, the call's wall time over the batch size, CUDA synchronised) comes from ``clock``.
+    ``traces``: the example indices whose decoding trace to return.
+    """
+    if not batch:
+        raise ValueError("decode_batch: `batch` is empty; pass the example indices to decode.")
+    device = _model_device(model)
+    input_ids, attention_mask = _left_pad([prompts[i] for i in batch], _pad_id(tokenizer), device)  # (B, P)
+    kw = call_kwargs(plan.generate_kwargs, tokenizer=tokenizer, seed=_batch_seed(plan.seed, batch[0]))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = clock()
+    out = model.generate(input_ids, attention_mask=attention_mask, return_dict_in_generate=True, **kw)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (clock() - t0) / len(batch)
+    P = input_ids.shape[1]
+    arness = global_arness(out.trace, k=1).per_row
+    run, records, kept = plan.run, [], []
+    for row, i in enumerate(batch):
+        ex = examples[i]
+        prediction = tokenizer.decode(out.sequences[row, P:].tolist(), skip_special_tokens=True)
+        paths, summary = (out.paths[row], out.summary[row]) if run.canvas == "nap" else (None, None)
+        answer = _answer(plan, prediction, summary)
+        records.append(
+            Record(
+                task=run.task,
+                model=plan.model_label,
+                strategy=run.name,
+                steps=run.steps,
+                m=run.m,
+                fingerprint=plan.fingerprint,
+                id=ex.id,
+                index=i,
+                prompt=tokenizer.decode(prompts[i]),
+                prediction=prediction,
+                paths=paths,
+                summary=summary,
+                answer=answer,
+                gold=ex.gold,
+                correct=bool(is_correct(answer, ex.gold, task=plan.answer_task)),
+                arness=_clean(arness[row]),
+                nfe=int(out.nfe),
+                seconds=seconds,
+            )
+        )
+        if i in traces:
+            trace, regions = out.trace[row].tolist(), [_region_dict(r) for r in out.regions[row]]
+            kept.append({"id": ex.id, "index": i, "prompt_length": P, "trace": trace, "regions": regions})
+    return DecodedBatch(records, kept, int(out.nfe))
+
+
+def _answer(plan: RunPlan, prediction: str, summary: str | None) -> str | None:
+    """From the summary slot on the NAP canvas; elsewhere from the text (after ``</think>`` if any)."""
+    fallback = plan.fallback_last_number
+    if plan.run.canvas == "nap":
+        return extract_answer(
+            summary, plan.answer_task, nap=False, longcot=False, fallback_last_number=fallback
+        )
+    return extract_answer(prediction, plan.answer_task, fallback_last_number=fallback)
+
+
+# ------------------------------------------------------------------------------------------------ the sweep
 
 
 def _summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -513,57 +805,12 @@ def run_eval(
     Returns:
         the summary dict written to ``out_dir/summary.json``.
     """
-    names = {f.name for f in dataclasses.fields(EvalSettings)}
-    unknown = sorted(set(settings) - names)
-    if unknown:
-        raise TypeError(f"run_eval() got unknown setting(s) {unknown}; settings are the EvalSettings fields.")
     state = accelerator if accelerator is not None else _Single()
-    rank, world = int(state.process_index), int(state.num_processes)
-    ms = [int(m)] if isinstance(m, int) else [int(v) for v in m]
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    base: dict[str, Any] = {
-        "task": task,
-        "strategies": list(strategies),
-        "steps": [int(s) for s in steps_list],
-        "m": ms,
-        "family": model_family(model),
-        "dtype": str(param.dtype).replace("torch.", "") if param is not None else "",
-        "device": str(device),
-        "num_processes": world,
-        "model": str(getattr(getattr(model, "config", None), "_name_or_path", "") or ""),
-    }
-    base.update(settings)
-    cfg = EvalSettings(**base)
-    cfg.model_label = cfg.model_label or Path(cfg.model).name or "model"
-    spec = _task_spec(task)
-    cfg.task = spec.name
-    if cfg.instruction is None:
-        cfg.instruction = spec.instruction
-    cfg.versions = cfg.versions or collect_versions(model)
-    template = getattr(tokenizer, "chat_template", None)
-    if cfg.chat_template and isinstance(template, str):
-        cfg.chat_template_sha256 = hashlib.sha256(template.encode()).hexdigest()
-    mconf = getattr(model, "config", None)
-    cfg.special_tokens = {
-        "mask_token_id": getattr(mconf, "mask_token_id", None),
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-    }
-    cfg.validate()
-    if examples is None:
-        examples = load_task(spec.name, source=cfg.source, limit=cfg.limit, seed=cfg.task_seed)
-    elif cfg.limit is not None:
-        examples = list(examples)[: cfg.limit]
-    examples = list(examples)
-    cfg.num_examples = len(examples)
-    ids = [e.id for e in examples]
-    if len(set(ids)) != len(ids):
-        raise ValueError("example ids must be unique.")
-
+    sweep = dict(task=task, strategies=list(strategies), steps=[int(s) for s in steps_list])
+    sweep["m"] = [int(m)] if isinstance(m, int) else [int(v) for v in m]
+    cfg = _eval_settings(model, tokenizer, sweep, settings, num_processes=int(state.num_processes))
+    examples = _examples(cfg, examples)
     out = Path(out_dir)
-    records_dir = out / "records"
     previous = load_summary(out)
     if previous is not None and previous.get("settings", {}).get("model") not in (None, "", cfg.model):
         raise ValueError(
@@ -571,217 +818,215 @@ def run_eval(
             "use one --out-dir per model."
         )
     if state.is_main_process:
-        records_dir.mkdir(parents=True, exist_ok=True)
+        (out / "records").mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError("the tokenizer has neither a pad nor an EOS token to left-pad the prompts with.")
-    runs = []
-    for strat in cfg.strategies:
-        name, canvas = parse_strategy(strat)
-        for steps in cfg.steps:
-            for mm in ms if canvas == "nap" else [None]:
-                runs.append(RunSpec(spec.name, name, canvas, steps, mm))
-
-    prompt_cache: dict[str, list[list[int]]] = {}
-    run_results: dict[str, dict[str, Any]] = {}
-    B = cfg.batch_size
-    batches = [list(range(i, min(i + B, len(examples)))) for i in range(0, len(examples), B)]
-    mine = batches[rank::world]
-    for run in runs:
-        plan = _plan(cfg, run, tokenizer)
-        style = _prompt_style(cfg, run)
-        fp = _fingerprint(cfg, run, plan, style)
-        if style not in prompt_cache:
-            prompt_cache[style] = [build_prompt(tokenizer, e, style, cfg.instruction, cfg) for e in examples]
-        prompts = prompt_cache[style]
-        done: dict[str, dict[str, Any]] = {}
-        store = JsonlStore(records_dir, run.key)  # records/<key>.jsonl + records/<key>.rank<r>.jsonl
-        for rec in store.records():
-            if rec.get("fingerprint") != fp:
-                raise ValueError(
-                    f"{records_dir / run.key}.jsonl holds records made with other settings (fingerprint "
-                    f"{rec.get('fingerprint')} != {fp}); use a fresh out_dir or delete those files."
-                )
-            done.setdefault(rec["id"], rec)
-        _decode_run(
-            model,
-            tokenizer,
-            run,
-            plan,
-            fp,
-            cfg,
-            examples,
-            prompts,
-            mine,
-            done,
-            store.shard_path(f"rank{rank}"),
-            out / "traces" / f"{run.key}.json",
-            pad_id,
-            device,
-            progress=progress and state.is_main_process,
-        )
-        state.wait_for_everyone()
-        if state.is_main_process:
-            merged = _merge(store, ids)
-            run_results[run.key] = {
-                "task": spec.name,
-                "strategy": run.name,
-                "decoding": run.strategy,
-                "canvas": run.canvas,
-                "steps": run.steps,
-                "m": run.m,
-                "prompt_style": style,
-                "fingerprint": fp,
-                **{k: v for k, v in plan.items() if k != "header_ids"},
-                "header_ids": plan.get("header_ids"),
-                "records": f"records/{run.key}.jsonl",
-                "complete": len(merged) == len(examples),
-                **_summarise(merged),
-                "settings": cfg.to_dict(),
-            }
-        state.wait_for_everyone()
-
+    _pad_id(tokenizer)  # fail before the first run
+    sweeper = _Sweep(model, tokenizer, cfg, examples, out, state, progress and state.is_main_process)
+    results: dict[str, dict[str, Any]] = {}
+    for run in _runs(cfg):
+        entry = sweeper.run(RunPlan.from_settings(cfg, run, tokenizer))
+        if entry is not None:
+            results[run.key] = entry
     if state.is_main_process:
-        summary = previous if previous is not None and previous.get("format") == SUMMARY_FORMAT else {}
-        runs_all = dict(summary.get("runs", {}))
-        runs_all.update(run_results)
-        summary = {
-            "format": SUMMARY_FORMAT,
-            "model_label": cfg.model_label,
-            "family": cfg.family,
-            "training": cfg.training,
-            "settings": cfg.to_dict(),
-            "runs": runs_all,
-        }
-        _atomic_write_text(
-            out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
-        )
+        _write_summary(out, previous, cfg, results)
     state.wait_for_everyone()
     return load_summary(out) or {}
 
 
-def _decode_run(
-    model: Any,
-    tokenizer: Any,
-    run: RunSpec,
-    plan: dict[str, Any],
-    fingerprint: str,
-    cfg: EvalSettings,
-    examples: list[Example],
-    prompts: list[list[int]],
-    batches: list[list[int]],
-    done: dict[str, dict[str, Any]],
-    shard: Path,
-    trace_path: Path,
-    pad_id: int,
-    device: Any,
-    progress: bool,
-) -> None:
-    from tqdm.auto import tqdm
+def _eval_settings(
+    model: Any, tokenizer: Any, sweep: dict[str, Any], settings: dict[str, Any], num_processes: int
+) -> EvalSettings:
+    """The validated settings of a call: the sweep, what the model and tokenizer say, then ``settings``."""
+    names = {f.name for f in dataclasses.fields(EvalSettings)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise TypeError(f"run_eval() got unknown setting(s) {unknown}; settings are the EvalSettings fields.")
+    param = next(model.parameters(), None)
+    mconf = getattr(model, "config", None)
+    base: dict[str, Any] = {
+        **sweep,
+        "family": model_family(model),
+        "dtype": str(param.dtype).replace("torch.", "") if param is not None else "",
+        "device": str(_model_device(model)),
+        "num_processes": num_processes,
+        "model": str(getattr(mconf, "_name_or_path", "") or ""),
+    }
+    cfg = EvalSettings(**{**base, **settings})
+    cfg.model_label = cfg.model_label or Path(cfg.model).name or "model"
+    spec = _task_spec(cfg.task)
+    cfg.task = spec.name
+    if cfg.instruction is None:
+        cfg.instruction = spec.instruction
+    cfg.versions = cfg.versions or collect_versions(model)
+    template = getattr(tokenizer, "chat_template", None)
+    if cfg.chat_template and isinstance(template, str):
+        cfg.chat_template_sha256 = hashlib.sha256(template.encode()).hexdigest()
+    cfg.special_tokens = {
+        "mask_token_id": getattr(mconf, "mask_token_id", None),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    cfg.validate()
+    return cfg
 
-    spec = TASKS[cfg.task]
-    kind = spec.answer_task
-    todo = [b for b in batches if any(examples[i].id not in done for i in b)]
-    mine = [i for b in batches for i in b]
-    prior = [done[examples[i].id] for i in mine if examples[i].id in done]
-    n_correct = sum(bool(r["correct"]) for r in prior)
-    n_seen = len(prior)
-    mine_set = set(mine)
-    want_traces = {i for i in range(min(cfg.save_traces, len(examples))) if i in mine_set}
-    traces: list[dict[str, Any]] = []
-    if not todo:
-        return
-    writer = JsonlAppender(shard)
-    bar = tqdm(
-        total=len(mine),
-        initial=n_seen,
-        desc=f"{run.name} steps={run.steps}" + (f" m={run.m}" if run.m else ""),
-        disable=not progress,
-        dynamic_ncols=True,
+
+def _examples(cfg: EvalSettings, examples: Sequence[Example] | None) -> list[Example]:
+    """The examples of the call (loaded when not given, cut to ``limit``); sets ``cfg.num_examples``."""
+    if examples is None:
+        examples = load_task(cfg.task, source=cfg.source, limit=cfg.limit, seed=cfg.task_seed)
+    elif cfg.limit is not None:
+        examples = list(examples)[: cfg.limit]
+    examples = list(examples)
+    cfg.num_examples = len(examples)
+    ids = [e.id for e in examples]
+    if len(set(ids)) != len(ids):
+        raise ValueError("example ids must be unique.")
+    return examples
+
+
+def _runs(cfg: EvalSettings) -> list[RunSpec]:
+    """The cells of the sweep: strategy x steps (x m on the structured canvas), in that order."""
+    runs = []
+    for strat in cfg.strategies:
+        name, canvas = parse_strategy(strat)
+        for steps in cfg.steps:
+            for mm in cfg.m if canvas == "nap" else [None]:
+                runs.append(RunSpec(cfg.task, name, canvas, steps, mm))
+    return runs
+
+
+@dataclass
+class _Sweep:
+    """What every run of one :func:`run_eval` call shares: the model, settings, examples, out_dir and process
+    state (process r takes batches r, r + world, ...), and the prompts per style (built once)."""
+
+    model: Any
+    tokenizer: Any
+    cfg: EvalSettings
+    examples: list[Example]
+    out: Path
+    state: Any
+    progress: bool
+    prompt_cache: dict[str, list[list[int]]] = field(default_factory=dict)
+
+    @property
+    def batches(self) -> list[list[int]]:
+        """This process's batches of example indices."""
+        B, n = self.cfg.batch_size, len(self.examples)
+        batches = [list(range(i, min(i + B, n))) for i in range(0, n, B)]
+        return batches[int(self.state.process_index) :: int(self.state.num_processes)]
+
+    def prompts(self, style: str) -> list[list[int]]:
+        if style not in self.prompt_cache:
+            cfg = self.cfg
+            self.prompt_cache[style] = [
+                build_prompt(self.tokenizer, e, style, cfg.instruction, cfg) for e in self.examples
+            ]
+        return self.prompt_cache[style]
+
+    def run(self, plan: RunPlan) -> dict[str, Any] | None:
+        """Decode what is missing of one run, merge the shards (main process) and return its summary entry
+        (None on the other processes)."""
+        store = JsonlStore(self.out / "records", plan.run.key)  # <key>.jsonl + <key>.rank<r>.jsonl
+        done: dict[str, dict[str, Any]] = {}
+        for rec in store.records():
+            if rec.get("fingerprint") != plan.fingerprint:
+                raise ValueError(
+                    f"{store.merged_path} holds records made with other settings (fingerprint "
+                    f"{rec.get('fingerprint')} != {plan.fingerprint}); "
+                    "use a fresh out_dir or delete those files."
+                )
+            done.setdefault(rec["id"], rec)
+        self._decode(plan, store, done)
+        self.state.wait_for_everyone()
+        entry = None
+        if self.state.is_main_process:
+            ids = [e.id for e in self.examples]
+            merged = _merge(store, ids)
+            entry = {
+                **plan.to_dict(),
+                "records": f"records/{plan.run.key}.jsonl",
+                "complete": len(merged) == len(ids),
+                **_summarise(merged),
+                "settings": self.cfg.to_dict(),
+            }
+        self.state.wait_for_everyone()
+        return entry
+
+    def _decode(self, plan: RunPlan, store: JsonlStore, done: dict[str, dict[str, Any]]) -> None:
+        """Decode this process's unfinished batches, appending each new record to its shard as it comes."""
+        from tqdm.auto import tqdm
+
+        examples, prompts, batches = self.examples, self.prompts(plan.prompt_style), self.batches
+        todo = [b for b in batches if any(examples[i].id not in done for i in b)]
+        if not todo:
+            return
+        mine = {i for b in batches for i in b}
+        prior = [done[examples[i].id] for i in mine if examples[i].id in done]
+        n_correct, n_seen = sum(bool(r["correct"]) for r in prior), len(prior)
+        want_traces = {i for i in range(min(self.cfg.save_traces, len(examples))) if i in mine}
+        traces: list[dict[str, Any]] = []
+        run = plan.run
+        desc = f"{run.name} steps={run.steps}" + (f" m={run.m}" if run.m else "")
+        bar = tqdm(total=len(mine), initial=n_seen, desc=desc, disable=not self.progress, dynamic_ncols=True)
+        writer = store.appender(f"rank{int(self.state.process_index)}")
+        try:
+            for batch in todo:
+                decoded = decode_batch(
+                    self.model, self.tokenizer, plan, examples, prompts, batch, traces=want_traces
+                )
+                traces += decoded.traces
+                for rec in decoded.records:
+                    if rec.id in done:
+                        continue
+                    done[rec.id] = rec.to_dict()
+                    writer.write(done[rec.id])
+                    n_seen, n_correct = n_seen + 1, n_correct + rec.correct
+                    bar.update(1)
+                bar.set_postfix(acc=f"{100.0 * n_correct / max(n_seen, 1):.1f}%", nfe=decoded.nfe)
+        finally:
+            bar.close()
+            writer.close()
+        if traces:
+            _write_traces(self.out / "traces" / f"{run.key}.json", traces)
+
+
+def _write_traces(path: Path, traces: list[dict[str, Any]]) -> None:
+    """Add ``traces`` to the run's trace file (one entry per example id, in example order), atomically."""
+    existing = {}
+    if path.is_file():
+        with contextlib.suppress(json.JSONDecodeError, OSError):
+            existing = {t["id"]: t for t in json.loads(path.read_text(encoding="utf-8"))}
+    for t in traces:
+        existing[t["id"]] = t
+    body = sorted(existing.values(), key=lambda t: t["index"])
+    _atomic_write_text(path, json.dumps(body) + "\n")
+
+
+def _write_summary(
+    out: Path, previous: dict[str, Any] | None, cfg: EvalSettings, results: dict[str, dict[str, Any]]
+) -> None:
+    """``summary.json``: this call's settings and runs, over the runs of earlier calls (atomically)."""
+    summary = previous if previous is not None and previous.get("format") == SUMMARY_FORMAT else {}
+    runs_all = dict(summary.get("runs", {}))
+    runs_all.update(results)
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "model_label": cfg.model_label,
+        "family": cfg.family,
+        "training": cfg.training,
+        "settings": cfg.to_dict(),
+        "runs": runs_all,
+    }
+    _atomic_write_text(
+        out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
     )
-    try:
-        for batch in todo:
-            input_ids, attention_mask = _left_pad([prompts[i] for i in batch], pad_id, device)
-            kw = call_kwargs(
-                plan["generate_kwargs"], tokenizer=tokenizer, seed=_batch_seed(cfg.seed, batch[0])
-            )
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            out = model.generate(input_ids, attention_mask=attention_mask, return_dict_in_generate=True, **kw)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = (time.perf_counter() - t0) / len(batch)
-            P = input_ids.shape[1]
-            arness = global_arness(out.trace, k=1).per_row
-            for row, i in enumerate(batch):
-                ex = examples[i]
-                prediction = tokenizer.decode(out.sequences[row, P:].tolist(), skip_special_tokens=True)
-                if run.canvas == "nap":
-                    paths, summary = out.paths[row], out.summary[row]
-                    answer = extract_answer(
-                        summary, kind, nap=False, longcot=False, fallback_last_number=cfg.fallback_last_number
-                    )
-                else:
-                    paths, summary = None, None
-                    answer = extract_answer(prediction, kind, fallback_last_number=cfg.fallback_last_number)
-                correct = bool(is_correct(answer, ex.gold, task=kind))
-                if i in want_traces:
-                    traces.append(
-                        {
-                            "id": ex.id,
-                            "index": i,
-                            "prompt_length": P,
-                            "trace": out.trace[row].tolist(),
-                            "regions": [_region_dict(r) for r in out.regions[row]],
-                        }
-                    )
-                if ex.id in done:
-                    continue
-                rec = {
-                    "task": cfg.task,
-                    "model": cfg.model_label,
-                    "strategy": run.name,
-                    "steps": run.steps,
-                    "m": run.m,
-                    "fingerprint": fingerprint,
-                    "id": ex.id,
-                    "index": i,
-                    "prompt": tokenizer.decode(prompts[i]),
-                    "prediction": prediction,
-                    "paths": paths,
-                    "summary": summary,
-                    "answer": answer,
-                    "gold": ex.gold,
-                    "correct": correct,
-                    "arness": _clean(arness[row]),
-                    "nfe": int(out.nfe),
-                    "seconds": seconds,
-                }
-                writer.write(rec)
-                done[ex.id] = rec
-                n_seen += 1
-                n_correct += correct
-                bar.update(1)
-            bar.set_postfix(acc=f"{100.0 * n_correct / max(n_seen, 1):.1f}%", nfe=int(out.nfe))
-    finally:
-        bar.close()
-        writer.close()
-    if traces:
-        existing = {}
-        if trace_path.is_file():
-            with contextlib.suppress(json.JSONDecodeError, OSError):
-                existing = {t["id"]: t for t in json.loads(trace_path.read_text(encoding="utf-8"))}
-        for t in traces:
-            existing[t["id"]] = t
-        body = sorted(existing.values(), key=lambda t: t["index"])
-        _atomic_write_text(trace_path, json.dumps(body) + "\n")
 
 
 def _merge(store: JsonlStore, ids: list[str]) -> list[dict[str, Any]]:
-    """Merge the run's shards into ``<key>.jsonl`` in example order (first record per id wins) and remove them."""
+    """Merge the run's shards into ``<key>.jsonl`` in example order (first record per id wins) and remove
+    them."""
     order = {i: n for n, i in enumerate(ids)}
     merged = store.merge(order=lambda r: (order.get(r["id"], len(order)), r.get("index", 0)))
     return [r for r in merged if r["id"] in order]

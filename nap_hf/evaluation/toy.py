@@ -19,6 +19,7 @@ from ..data.toy_arithmetic import (
     toy_path_length,
 )
 from ..metrics import global_arness
+from .runner import is_stochastic
 from .settings import plan_generate
 
 __all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "score_toy_records", "toy_prompts", "toy_record"]
@@ -74,8 +75,7 @@ class ToyDecoding:
         if self.temperature:
             options["temperature"] = self.temperature
         plan = plan_generate(options, tokens_per_step=self.tokens_per_step)
-        seed = 0 if self.strategy == "random" or self.temperature else None
-        return plan.call_kwargs(tokenizer, seed=seed)
+        return plan.call_kwargs(tokenizer, seed=0 if is_stochastic(plan.kwargs) else None)
 
 
 @dataclass
