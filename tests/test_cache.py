@@ -381,3 +381,37 @@ def test_one_layer_early_stop_with_a_cache_equals_no_cache(one_layer, mode):
     assert (outs[0].sequences[:, ids.shape[1] :] == eos).any()  # the early exit fired
     assert torch.equal(outs[0].sequences, outs[1].sequences) and torch.equal(outs[0].trace, outs[1].trace)
     assert outs[0].nfe == outs[1].nfe < 8
+
+
+def test_a_strategy_defined_here_gets_the_cache_by_declaring_its_window(one_layer):
+    """A strategy outside nap_hf/: commit the rightmost masked position of its current block each step. It
+    only declares `StepPlan.window`; the loop's cache does the rest (exact on a 1-layer model)."""
+    from nap_hf.generation.strategies import (
+        STRATEGIES,
+        BlockScheduledStrategy,
+        StepPlan,
+        register_strategy,
+        topk_mask,
+    )
+
+    class RightmostFirst(BlockScheduledStrategy):
+        name = "test_rightmost_first"
+        score_kind = None
+
+        def plan_step(self, state, eligible, k):
+            right = torch.arange(eligible.shape[1], dtype=torch.float64).expand_as(eligible)
+            commit = topk_mask(right.masked_fill(~eligible, float("-inf")), k)
+            return StepPlan(rows=commit, commit=commit)
+
+    register_strategy(RightmostFirst)
+    try:
+        model = one_layer["dream"]
+        _, ids, mask = padded_batch(model)
+        case = dict(strategy="test_rightmost_first", steps=8, gen_length=16, block_length=4)
+        ref, got = run(model, ids, mask, **case), run(model, ids, mask, cache_implementation="dual", **case)
+        assert_same_run(got, ref)
+        assert any(n < ref[0].sequences.shape[1] for n in got[2])
+        trace = got[0].trace[:, ids.shape[1] :].reshape(2, 4, 4)
+        assert (trace[..., 1:] <= trace[..., :-1]).all()  # right to left inside each block
+    finally:
+        STRATEGIES.pop("test_rightmost_first")
