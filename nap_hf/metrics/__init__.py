@@ -1,5 +1,6 @@
-"""Metrics for diffusion-LM decoding and data: AR-ness of the decoding order (§3.2) and SeqDep, the
-sequential dependence of a text under a causal LM scorer (§3.3, Eq. 4)."""
+"""Metrics for diffusion-LM decoding and data: AR-ness of the decoding order (NAP paper §3.2; docs/design.md
+§4) and SeqDep, the sequential dependence of a text under a causal LM scorer (paper §3.3, Eq. 4; docs/design.md
+§5; the package :mod:`nap_hf.metrics.seqdep`)."""
 
 from typing import Any
 
