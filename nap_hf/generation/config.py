@@ -7,11 +7,13 @@ from typing import Any
 
 from transformers import GenerationConfig
 
+from .strategies import strategy_class
+
 __all__ = ["DiffusionGenerationConfig", "DIFFUSION_FIELDS"]
 
 # name -> default. Every field is documented in the class docstring.
 DIFFUSION_FIELDS: dict[str, Any] = {
-    "strategy": "confidence",
+    "strategy": "confidence",  # the default strategy (LLaDA's low-confidence remasking)
     "steps": 128,
     "gen_length": 128,
     "block_length": None,
@@ -144,6 +146,8 @@ class DiffusionGenerationConfig(GenerationConfig):
         return out
 
     def validate(self, strict: bool = False, **kwargs) -> None:
+        """transformers' checks of the shared fields, then :meth:`validate_diffusion` and the strategy's own
+        checks (building the strategy runs them, as a diffusers scheduler checks its settings)."""
         # temperature, top_k, ... are meaningful without `do_sample` in diffusion decoding; let the
         # parent check everything else.
         # `cache_implementation` names a diffusion cache ("prefix", "dual"), not one of transformers' caches.
@@ -153,3 +157,39 @@ class DiffusionGenerationConfig(GenerationConfig):
             super().validate(strict=strict, **kwargs)
         finally:
             self.do_sample, self.cache_implementation = do_sample, cache
+        if "strategy" in self.__dict__:  # the parent's __init__ validates before our fields are set
+            self.validate_diffusion()
+            strategy_class(self.strategy)(self)
+
+    def validate_diffusion(self) -> None:
+        """The checks of the diffusion fields that hold whatever the strategy: a `ValueError` naming the field
+        and the fix. The strategy's own settings are its to check (`Strategy.check_config`)."""
+        strategy_class(self.strategy)
+        for name in ("steps", "gen_length", "num_return_sequences"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                alias = " (max_new_tokens)" if name == "gen_length" else ""
+                raise ValueError(f"{name}{alias} must be a positive integer, got {value!r}.")
+        block = self.block_length
+        if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block <= 0):
+            raise ValueError(f"block_length must be a positive integer or None, got {block!r}.")
+        if self.temperature is None or self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}.")
+        refresh = self.cache_refresh
+        if refresh not in ("any", "all") and (
+            isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1
+        ):
+            raise ValueError(
+                f"cache_refresh={refresh!r} is unknown; use 'any' (whenever the active window changes), 'all' "
+                "(once every block of the last refresh is done) or an int N >= 1 (every N steps)."
+            )
+        if not isinstance(self.early_stop, bool):
+            raise ValueError(f"early_stop must be True or False, got {self.early_stop!r}.")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale!r}.")
+        if self.canvas not in (None, "nap"):
+            raise ValueError(
+                f"canvas={self.canvas!r} is unknown; use None (plain) or 'nap' (structured, Eq. 5)."
+            )
+        if self.summary not in ("after", "concurrent"):
+            raise ValueError(f"summary={self.summary!r} is unknown; use 'after' or 'concurrent'.")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
+from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging
 
 from ..alignment import align_predictions, model_shifts_logits
@@ -22,13 +23,13 @@ from .canvas import Canvas, nap_canvas, nap_layout, plain_canvas
 from .config import DIFFUSION_FIELDS, DiffusionGenerationConfig
 from .early_stop import EarlyStop, closing_tag_ids
 from .output import DiffusionGenerateOutput, DiffusionStep
-from .strategies import DREAM_ALGS, STRATEGIES, DecodeState, Strategy
+from .scores import SCORES, score_of
+from .strategies import DecodeState, Strategy, strategy_class
+from .streaming import StreamBridge
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DiffusionGenerationMixin", "candidates_and_scores", "filter_logits"]
-
-SCORES = ("confidence", "margin", "entropy")
+__all__ = ["DiffusionGenerationMixin", "candidates_and_scores", "filter_logits", "SCORES"]
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -69,8 +70,9 @@ def candidates_and_scores(
 ) -> tuple[torch.LongTensor, torch.Tensor | None]:
     """Candidate token and score for each of N rows of (N, V) logits.
 
-    Candidates: argmax at T = 0, else one draw from softmax(filter(logits / T)). Scores (higher = surer):
-    `confidence` p(x0), `margin` p1 - p2, `entropy` sum p log p, under softmax(logits) (LLaDA) or, with
+    Candidates: argmax at T = 0, else one draw from softmax(filter(logits / T)). Scores (higher = surer): the
+    registered score `score_kind` (:data:`~nap_hf.generation.scores.SCORES`: `confidence` p(x0), `margin`
+    p1 - p2, `entropy` sum p log p, `dream_entropy`), under softmax(logits) (LLaDA) or, with
     `tempered_scores`, under the tempered and filtered distribution (Dream). bf16/fp16 logits are
     promoted to float32; float64 stays float64."""
     if logits.dtype in (torch.float16, torch.bfloat16):
@@ -87,19 +89,7 @@ def candidates_and_scores(
         return x0, None
     base = tempered if tempered_scores else logits
     lse = base.logsumexp(-1, keepdim=True)
-    if score_kind == "confidence":
-        score = (base.gather(-1, x0[:, None]) - lse).exp().squeeze(-1)
-    elif score_kind == "margin":
-        top2 = (base.topk(2, dim=-1).values - lse).exp()
-        score = top2[:, 0] - top2[:, 1]
-    elif score_kind == "entropy":
-        logp = base - lse
-        score = (logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
-    elif score_kind == "dream_entropy":  # Dream's formula: sum p log(p + 1e-10)
-        p = (base - lse).exp()
-        score = (p * torch.log(p + 1e-10)).sum(-1)
-    else:
-        raise ValueError(f"unknown score {score_kind!r}; choose one of {SCORES}.")
+    score = score_of(score_kind)(base, lse, x0)
     return x0, score
 
 
@@ -177,86 +167,22 @@ class DiffusionGenerationMixin:
         return cfg
 
     @staticmethod
-    def _check_config(cfg: DiffusionGenerationConfig) -> None:
-        if cfg.strategy not in STRATEGIES:
-            raise ValueError(f"strategy={cfg.strategy!r} is unknown; valid strategies: {sorted(STRATEGIES)}.")
+    def _strategy_for(cfg: DiffusionGenerationConfig) -> Strategy:
+        """Check what this call needs at run time (a mask id, a pad id that is not it), the generic fields
+        (:meth:`DiffusionGenerationConfig.validate_diffusion`), and build the strategy, which checks its own
+        settings. Each check raises a `ValueError` naming the argument and the fix."""
+        strategy_class(cfg.strategy)
         if cfg.mask_token_id is None:
             raise ValueError(
                 "no mask token id: pass `mask_token_id=` to generate() or set `model.config.mask_token_id`."
             )
-        for name in ("pad_token_id",):
-            if getattr(cfg, name, None) is not None and getattr(cfg, name) == cfg.mask_token_id:
-                raise ValueError(
-                    f"{name} ({getattr(cfg, name)}) equals mask_token_id: padding would be decoded as masks. "
-                    "Use a different pad token (LLaDA and Dream pad with EOS)."
-                )
-        if not isinstance(cfg.steps, int) or cfg.steps <= 0:
-            raise ValueError(f"steps must be a positive integer, got {cfg.steps!r}.")
-        if not isinstance(cfg.gen_length, int) or cfg.gen_length <= 0:
+        if cfg.pad_token_id is not None and cfg.pad_token_id == cfg.mask_token_id:
             raise ValueError(
-                f"gen_length (max_new_tokens) must be a positive integer, got {cfg.gen_length!r}."
+                f"pad_token_id ({cfg.pad_token_id}) equals mask_token_id: padding would be decoded as masks. "
+                "Use a different pad token (LLaDA and Dream pad with EOS)."
             )
-        if cfg.block_length is not None and not (cfg.strategy == "parallel_forced" or cfg.canvas == "nap"):
-            if cfg.strategy == "dream":
-                raise ValueError(
-                    "block_length is not part of Dream's schedule; use strategy='confidence' for blocks."
-                )
-            if not isinstance(cfg.block_length, int) or cfg.block_length <= 0:
-                raise ValueError(
-                    f"block_length must be a positive integer or None, got {cfg.block_length!r}."
-                )
-            if cfg.gen_length % cfg.block_length:
-                raise ValueError(
-                    f"gen_length ({cfg.gen_length}) must be divisible by block_length ({cfg.block_length}); "
-                    "pick a block_length that divides it."
-                )
-            n_blocks = cfg.gen_length // cfg.block_length
-            if cfg.strategy not in ("threshold", "factor") and cfg.steps % n_blocks:
-                raise ValueError(
-                    f"steps ({cfg.steps}) must be divisible by the number of blocks ({n_blocks} = gen_length / "
-                    "block_length); every block gets the same number of steps."
-                )
-        if cfg.temperature is None or cfg.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {cfg.temperature!r}.")
-        if cfg.score not in SCORES:
-            raise ValueError(f"score={cfg.score!r} is unknown; choose one of {SCORES}.")
-        if cfg.alg not in DREAM_ALGS:
-            raise ValueError(f"alg={cfg.alg!r} is unknown; Dream's algorithms are {sorted(DREAM_ALGS)}.")
-        if not (0.0 < cfg.threshold <= 1.0):
-            raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold!r}.")
-        if not isinstance(cfg.factor, (int, float)) or cfg.factor <= 0:
-            raise ValueError(f"factor must be a number > 0 (Fast-dLLM uses 1.0), got {cfg.factor!r}.")
-        refresh = cfg.cache_refresh
-        if refresh not in ("any", "all") and (
-            isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1
-        ):
-            raise ValueError(
-                f"cache_refresh={refresh!r} is unknown; use 'any' (whenever the active window changes), 'all' "
-                "(once every block of the last refresh is done) or an int N >= 1 (every N steps)."
-            )
-        if not isinstance(cfg.early_stop, bool):
-            raise ValueError(f"early_stop must be True or False, got {cfg.early_stop!r}.")
-        if cfg.cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be >= 0, got {cfg.cfg_scale!r}.")
-        if cfg.canvas not in (None, "nap"):
-            raise ValueError(
-                f"canvas={cfg.canvas!r} is unknown; use None (plain) or 'nap' (structured, Eq. 5)."
-            )
-        if cfg.summary not in ("after", "concurrent"):
-            raise ValueError(f"summary={cfg.summary!r} is unknown; use 'after' or 'concurrent'.")
-        structured = cfg.strategy == "parallel_forced" or cfg.canvas == "nap"
-        if structured and cfg.strategy in ("dream",):
-            raise ValueError("strategy='dream' runs on the plain canvas; use 'confidence' with canvas='nap'.")
-        if structured and cfg.block_length is not None and cfg.strategy not in ("parallel_forced",):
-            raise ValueError(
-                f"block_length on the structured canvas applies to strategy='parallel_forced' (blocks inside each "
-                f"path); strategy={cfg.strategy!r} with canvas='nap' decodes the slots as one region (threshold: "
-                "each slot is a block). Drop block_length."
-            )
-        if not isinstance(cfg.num_return_sequences, int) or cfg.num_return_sequences < 1:
-            raise ValueError(
-                f"num_return_sequences must be a positive integer, got {cfg.num_return_sequences!r}."
-            )
+        cfg.validate_diffusion()
+        return strategy_class(cfg.strategy)(cfg)
 
     # ------------------------------------------------------------------ model calls
     def _diffusion_logits(
@@ -290,6 +216,7 @@ class DiffusionGenerationMixin:
         generator: torch.Generator | None = None,
         logits_processor: LogitsProcessorList | list | None = None,
         step_callback: Callable[[DiffusionStep], Any] | None = None,
+        streamer: BaseStreamer | None = None,
         **kwargs,
     ) -> torch.LongTensor | DiffusionGenerateOutput:
         r"""Masked-diffusion decoding: start from the prompt followed by `gen_length` masks and, each step,
@@ -308,6 +235,10 @@ class DiffusionGenerationMixin:
             logits_processor: transformers `LogitsProcessor`s, applied to the candidate rows' logits (e.g.
                 `SuppressTokensLogitsProcessor`); `input_ids` they see is the current canvas of each row.
             step_callback: called after every step with a :class:`DiffusionStep` (live displays, histories).
+            streamer: a transformers `BaseStreamer` (e.g. `TextStreamer`, `TextDiffusionStreamer`): `put` gets
+                the prompt, then each run of generated tokens once every position before it is committed (in
+                every row), `end` closes; a streamer with `put_draft` also gets, after every step, the draft of
+                the rest of the canvas (committed tokens and the latest candidates), as DiffusionGemma does.
 
         Returns:
             the (B * num_return_sequences, P + G) sequences, or a :class:`DiffusionGenerateOutput` with
@@ -327,7 +258,7 @@ class DiffusionGenerationMixin:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}.")
         cfg = self._diffusion_config(generation_config, kwargs)
-        self._check_config(cfg)
+        strategy = self._strategy_for(cfg)
         check_cache_support(self, cfg.cache_implementation)
         if cfg.early_stop and cfg.eos_token_id is None:
             raise ValueError(
@@ -350,7 +281,7 @@ class DiffusionGenerationMixin:
             input_ids = input_ids.repeat_interleave(cfg.num_return_sequences, 0)
             if attention_mask is not None:
                 attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, 0)
-        if cfg.strategy == "parallel_forced" or cfg.canvas == "nap":
+        if strategy.on_nap_canvas(cfg.canvas):
             canvas = nap_canvas(input_ids, attention_mask, nap_layout(cfg, tokenizer), cfg.mask_token_id)
             if cfg.steps > canvas.n_slots:
                 logger.warning(
@@ -360,10 +291,6 @@ class DiffusionGenerationMixin:
                     canvas.n_slots,
                 )
                 cfg.steps = canvas.n_slots
-            if cfg.strategy == "parallel_forced" and cfg.summary == "after" and cfg.steps < 2:
-                raise ValueError(
-                    "steps must be >= 2 with summary='after' (one path step and one summary step)."
-                )
         else:
             canvas = plain_canvas(input_ids, attention_mask, cfg.gen_length, cfg.mask_token_id)
         if cfg.early_stop and canvas.layout is not None:
@@ -372,13 +299,19 @@ class DiffusionGenerationMixin:
                     "early_stop=True on the structured canvas needs `tokenizer=` (to find each slot's closing tag)."
                 )
             canvas.close_ids = closing_tag_ids(tokenizer, cfg.m)
-        strategy = STRATEGIES[cfg.strategy](cfg)
         if cfg.cache_implementation is not None:
             strategy.check_cache()
         processors = LogitsProcessorList(logits_processor or [])
+        bridge = (
+            StreamBridge(streamer, input_ids, mask_id=cfg.mask_token_id) if streamer is not None else None
+        )
+        if bridge is not None:
+            step_callback = bridge.chain(step_callback)
         out = self._diffusion_loop(
             input_ids, attention_mask, cfg, strategy, generator, processors, step_callback, canvas
         )
+        if bridge is not None:
+            bridge.end(out.sequences if isinstance(out, DiffusionGenerateOutput) else out)
         if isinstance(out, DiffusionGenerateOutput) and canvas.layout is not None and tokenizer is not None:
             fillers = {i for i in (cfg.eos_token_id, cfg.pad_token_id) if isinstance(i, int)}
             parsed = [
@@ -480,7 +413,7 @@ class DiffusionGenerationMixin:
             gen_length=L - P,
             generator=generator,
             config=cfg,
-            extra={"regions": canvas.regions, "steps": cfg.steps},
+            regions=list(canvas.regions),
             filled=torch.zeros_like(canvas.fillable),
         )
         eos = cfg.eos_token_id if cfg.logits_eos_inf else None
@@ -528,7 +461,9 @@ class DiffusionGenerationMixin:
                 history.append(x.clone())
             if step_callback is not None:
                 step_callback(
-                    DiffusionStep(step=state.step, nfe=nfe, sequences=x, committed=commit, trace=trace)
+                    DiffusionStep(
+                        state.step, nfe, sequences=x, committed=commit, trace=trace, candidates=cand
+                    )
                 )
             state.step += 1
         left = state.masked

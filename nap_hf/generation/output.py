@@ -43,10 +43,12 @@ class DiffusionGenerateOutput(ModelOutput):
 @dataclass
 class DiffusionStep:
     """Passed to `generate(step_callback=...)` after every step. Tensors are live views: copy what
-    you keep."""
+    you keep. `candidates`: (B, L) this step's candidate tokens on the rows it asked the model for
+    (`StepPlan.rows`), the mask id elsewhere."""
 
     step: int
     nfe: int
     sequences: torch.LongTensor
     committed: torch.BoolTensor
     trace: torch.LongTensor
+    candidates: torch.LongTensor | None = None

@@ -7,7 +7,9 @@ from .base import (
     Strategy,
     llada_num_transfer_tokens,
     register_strategy,
+    strategy_class,
     topk_mask,
+    uses_nap_canvas,
 )
 from .blockwise import ARStrategy, BlockScheduledStrategy, ConfidenceStrategy, RandomStrategy
 from .dream import DREAM_ALGS, DreamStrategy
@@ -20,6 +22,8 @@ __all__ = [
     "StepPlan",
     "Strategy",
     "register_strategy",
+    "strategy_class",
+    "uses_nap_canvas",
     "llada_num_transfer_tokens",
     "topk_mask",
     "ARStrategy",

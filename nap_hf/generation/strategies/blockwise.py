@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from .base import DecodeState, StepPlan, Strategy, llada_num_transfer_tokens, register_strategy, topk_mask
+from .base import (
+    DecodeState,
+    StepPlan,
+    Strategy,
+    _names,
+    llada_num_transfer_tokens,
+    register_strategy,
+    topk_mask,
+)
 
 __all__ = ["BlockScheduledStrategy", "ARStrategy", "ConfidenceStrategy", "RandomStrategy"]
 
@@ -14,6 +22,8 @@ __all__ = ["BlockScheduledStrategy", "ARStrategy", "ConfidenceStrategy", "Random
 class BlockScheduledStrategy(Strategy):
     """Walks the blocks of the generation region left to right with LLaDA's step budget. Steps whose
     budget is zero in every row are skipped (they would be idle forward passes)."""
+
+    uses_blocks = True
 
     def begin(self, state: DecodeState) -> None:
         block = self.config.block_length or state.gen_length
@@ -57,9 +67,10 @@ class BlockScheduledStrategy(Strategy):
     def check_cache(self) -> None:
         if self.config.block_length is None:
             where = (
-                "on canvas='nap' it decodes every slot as one region: use strategy='threshold' or 'factor' "
-                "(each slot is a block) or 'parallel_forced' with block_length="
-                if self.config.canvas == "nap"
+                "on canvas='nap' it decodes every slot as one region: use a strategy for which each slot is a "
+                f"block ({_names(lambda c: c.slots_are_blocks)}) or one that decodes the structured canvas "
+                f"itself with block_length= ({_names(lambda c: c.canvas == 'nap' and c.uses_blocks)})"
+                if self.on_nap_canvas(self.config.canvas)
                 else "pass block_length= (e.g. 32; it must divide gen_length)"
             )
             raise ValueError(
@@ -74,10 +85,7 @@ class ConfidenceStrategy(BlockScheduledStrategy):
     "confidence", "margin", "entropy"), anywhere in the current block."""
 
     name = "confidence"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.score_kind = config.score
+    ranks_by_score = True
 
 
 @register_strategy
@@ -102,6 +110,10 @@ class RandomStrategy(BlockScheduledStrategy):
 
     name = "random"
     score_kind = None
+
+    @classmethod
+    def is_stochastic(cls, config) -> bool:
+        return True  # the order itself is drawn
 
     def plan_step(self, state: DecodeState, eligible: torch.BoolTensor, k: torch.LongTensor) -> StepPlan:
         u = torch.rand(eligible.shape, device=eligible.device, generator=state.generator)

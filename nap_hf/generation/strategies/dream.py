@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DecodeState, StepPlan, Strategy, register_strategy, topk_mask
+from .base import DecodeState, StepPlan, Strategy, _names, register_strategy, topk_mask
 
 __all__ = ["DreamStrategy", "DREAM_ALGS"]
 
@@ -24,12 +24,32 @@ DREAM_ALGS = {
 
 @register_strategy
 class DreamStrategy(Strategy):
+    """Dream's own schedule (`alg=`, `alg_temp=`, `eps=`), on the plain canvas, without blocks."""
+
     name = "dream"
+    canvas = "plain"
     tempered_scores = True
 
     def __init__(self, config):
         super().__init__(config)
         self.score_kind = DREAM_ALGS[config.alg]
+
+    @classmethod
+    def is_stochastic(cls, config) -> bool:
+        # `origin` draws which positions to commit, even at T = 0; `alg_temp` samples the positions
+        return super().is_stochastic(config) or config.alg == "origin" or bool(config.alg_temp)
+
+    def check_config(self) -> None:
+        if self.config.block_length is not None:
+            raise ValueError(
+                "block_length is not part of Dream's schedule: drop it, or use a block-wise strategy "
+                f"({_names(lambda c: c.uses_blocks and c.canvas != 'nap')})."
+            )
+        super().check_config()
+        if self.config.alg not in DREAM_ALGS:
+            raise ValueError(
+                f"alg={self.config.alg!r} is unknown; Dream's algorithms are {sorted(DREAM_ALGS)}."
+            )
 
     def begin(self, state: DecodeState) -> None:
         # float32, as Dream computes its timesteps in the default dtype

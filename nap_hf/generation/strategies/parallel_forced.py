@@ -3,7 +3,7 @@ clamped headers; every step hands its token budget to the slots (macro-parallel:
 advances, none lags its ideal progress by more than one token) and commits, inside each slot, its
 highest-scoring masked positions (micro-confidence, no left-to-right rule).
 
-The exact rule (SPEC §3, decided here): with S steps, N_path = m x path_length and N_sum = summary_length,
+The exact rule (docs/design.md §3, decided here): with S steps, N_path = m x path_length and N_sum = summary_length,
 `summary="after"` gives the summary S_s = max(1, round(S N_sum / (N_path + N_sum))) steps after the
 S_p = S - S_s path steps; the per-step path budget k_t is LLaDA's split of N_path over S_p steps, handed out
 one token at a time to the unfinished slot furthest behind its ideal progress n_j (t+1) / S_p - committed_j
@@ -71,13 +71,17 @@ class ParallelForcedStrategy(Strategy):
     "entropy"); `block_length=` makes each path semi-autoregressive inside its slot."""
 
     name = "parallel_forced"
+    canvas = "nap"
+    uses_blocks = True
+    ranks_by_score = True
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.score_kind = config.score
+    def check_config(self) -> None:
+        super().check_config()
+        if self.config.summary == "after" and self.config.steps < 2:
+            raise ValueError("steps must be >= 2 with summary='after' (one path step and one summary step).")
 
     def begin(self, state: DecodeState) -> None:
-        regions: list[Region] = state.extra["regions"]
+        regions: list[Region] = state.regions
         self.paths = [r for r in regions if r.kind == "path"]
         summaries = [r for r in regions if r.kind == "summary"]
         self.concurrent = self.config.summary == "concurrent"
@@ -85,7 +89,7 @@ class ParallelForcedStrategy(Strategy):
         self.summary_slots = [] if self.concurrent else summaries
         n_path = sum(len(r) for r in self.paths)
         n_sum = sum(len(r) for r in summaries)
-        self.s_path, self.s_sum = split_steps(state.extra["steps"], n_path, n_sum, self.config.summary)
+        self.s_path, self.s_sum = split_steps(self.config.steps, n_path, n_sum, self.config.summary)
         device = state.x.device
         self.path_budget = llada_num_transfer_tokens(
             torch.tensor([sum(len(r) for r in self.path_slots)], device=device), self.s_path
@@ -152,12 +156,13 @@ class ParallelForcedStrategy(Strategy):
         return list(range(n_path, len(self.slot_masks))), self.sum_budget[t], t, self.s_sum
 
     def _row_share(self, row, slots, budget, t, phase_steps, left, filled) -> list[int]:
-        """The SPEC §3 allocation for one row. A slot closed early (filler behind its committed closing tag)
+        """The docs/design.md §3 allocation for one row. A slot closed early (filler behind its committed closing tag)
         keeps taking its share as if its filler were still to decode: the share goes to its masked positions
         before the tag while it has some, and the rest is dropped, so every slot keeps its pace."""
         sizes = [self.sizes[j] for j in slots]
         committed = [
-            n - left[row][j] - filled[row][j] + self.dropped[row][j] for j, n in zip(slots, sizes, strict=True)
+            n - left[row][j] - filled[row][j] + self.dropped[row][j]
+            for j, n in zip(slots, sizes, strict=True)
         ]
         share = allocate_budget(budget, sizes, committed, t, phase_steps)
         for i, j in enumerate(slots):

@@ -20,15 +20,27 @@ __all__ = ["ThresholdStrategy", "FactorStrategy"]
 class ThresholdStrategy(BlockScheduledStrategy):
     name = "threshold"
     score_kind = "confidence"
+    fixed_steps = False  # a block takes as many steps as it needs
+    slots_are_blocks = True
+    reference_block_length = 32  # Fast-dLLM's block length (LLaDA and Dream)
+
+    def check_config(self) -> None:
+        super().check_config()
+        self.check_rule()
+
+    def check_rule(self) -> None:
+        """The commit rule's own setting: `threshold` in (0, 1]."""
+        if not (0.0 < self.config.threshold <= 1.0):
+            raise ValueError(f"threshold must be in (0, 1], got {self.config.threshold!r}.")
 
     def begin(self, state: DecodeState) -> None:
         super().begin(state)
-        slots = [(r.start, r.end) for r in state.extra.get("regions", ()) if r.kind in ("path", "summary")]
+        slots = [(r.start, r.end) for r in state.regions if r.kind in ("path", "summary")]
         if slots:  # structured canvas: each slot is a block, in canvas order
             self.blocks = slots
 
     def check_cache(self) -> None:
-        if self.config.canvas != "nap":  # on the structured canvas the slots are the blocks
+        if not self.on_nap_canvas(self.config.canvas):  # on the structured canvas the slots are the blocks
             super().check_cache()
 
     def plan(self, state: DecodeState) -> StepPlan | None:
@@ -56,6 +68,12 @@ class FactorStrategy(ThresholdStrategy):
     of best candidates that clear their bars (at least the top-1)."""
 
     name = "factor"
+
+    def check_rule(self) -> None:
+        """The commit rule's own setting: `factor` > 0."""
+        factor = self.config.factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+            raise ValueError(f"factor must be a number > 0 (Fast-dLLM uses 1.0), got {factor!r}.")
 
     def select(self, state: DecodeState, plan: StepPlan, scores: torch.Tensor) -> torch.BoolTensor:
         ranked = scores.sort(-1, descending=True).values  # (B, L), -inf outside plan.rows
