@@ -297,6 +297,8 @@ def decoding_settings(model) -> dict[str, Any]:
 def _snippet_usage(decoding: Mapping[str, Any] | None, usage: Mapping[str, int] | None) -> dict[str, int]:
     """The canvas of the card's snippet: `usage`, else the model's decoding defaults, else the paper's
     3 x 330 + 32; the steps are the parallel-forced default or one token per step."""
+    from .generation.strategies import uses_nap_canvas
+
     decoding = dict(decoding or {})
     use = {
         "m": decoding.get("m") or 3,
@@ -306,7 +308,7 @@ def _snippet_usage(decoding: Mapping[str, Any] | None, usage: Mapping[str, int] 
     use.update({k: v for k, v in (usage or {}).items() if v is not None})
     use["slots"] = use["m"] * use["path_length"] + use["summary_length"]
     if not use.get("steps"):
-        forced = decoding.get("strategy") == "parallel_forced"
+        forced = uses_nap_canvas(decoding.get("strategy"), None)  # it decodes the structured canvas itself
         use["steps"] = decoding.get("steps") if forced and decoding.get("steps") else use["slots"]
     return use
 

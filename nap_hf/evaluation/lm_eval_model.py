@@ -617,6 +617,7 @@ class NapHFLM(_LM):
         greedy = False
         if self.check_greedy:
             x = torch.tensor([ctx], device=self._device)
+            # lm-eval's is_greedy: one token per step in the library's default (low-confidence) order
             seq = self.model.generate(
                 x, strategy="confidence", steps=len(cont), gen_length=len(cont), temperature=0.0
             )

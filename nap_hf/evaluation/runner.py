@@ -29,7 +29,8 @@ Decisions (recorded in ``summary.json``; change them with the :class:`EvalSettin
   990 / m) and a ``summary_length`` summary; plain-canvas baselines generate ``gen_length`` positions,
   by default the NAP canvas length (headers included) for the first ``m``, so both decode the same canvas.
 * Blocks: LLaDA baselines are block-wise with ``block_length`` 32 (the paper does so for AO and random),
-  Dream baselines have no blocks, Fast-dLLM (``threshold``) uses blocks of 32 for both;
+  Dream baselines have no blocks, Fast-dLLM's rules use blocks of 32 for both (their
+  ``Strategy.reference_block_length``);
   ``block_length=0`` turns blocks off, a positive value sets them. A block-wise ``gen_length`` is rounded up
   to a multiple of the block length, and the step budget to the nearest multiple of the number of blocks
   (every block gets the same number of steps, as in LLaDA's ``generate``); the effective steps are recorded.
@@ -70,7 +71,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import torch
@@ -81,6 +82,7 @@ from nap_hf.evaluation.settings import call_kwargs, plan_generate, uses_nap_canv
 from nap_hf.evaluation.tasks import TASKS, Example, load_task
 from nap_hf.evaluation.tasks import _spec as _task_spec
 from nap_hf.generation.config import DIFFUSION_FIELDS
+from nap_hf.generation.strategies import STRATEGIES, strategy_class
 from nap_hf.hub import collect_versions
 from nap_hf.io import JsonlStore, write_text_atomic
 from nap_hf.io import read_jsonl as read_records
@@ -105,6 +107,7 @@ __all__ = [
 ]
 
 SUMMARY_FORMAT = "nap_hf.eval/1"
+# the default sweep (the paper's Table 1 and 3 decodings): names, as a command line would give them
 DEFAULT_STRATEGIES: tuple[str, ...] = ("parallel_forced", "confidence", "random", "ar")
 DEFAULT_STEPS: tuple[int, ...] = (256, 336, 512, 1024)
 LLADA_BLOCK_LENGTH = 32
@@ -243,10 +246,8 @@ class EvalSettings:
 
 
 def parse_strategy(spec: str) -> tuple[str, str | None]:
-    """``"confidence"`` -> ``("confidence", None)``; ``"confidence:nap"`` -> ``("confidence", "nap")``;
-    ``"parallel_forced"`` -> ``("parallel_forced", "nap")`` (it always decodes the structured canvas)."""
-    from nap_hf.generation.strategies import STRATEGIES
-
+    """``"confidence"`` -> ``("confidence", None)``; ``"confidence:nap"`` -> ``("confidence", "nap")``; a
+    strategy that always decodes the structured canvas (``Strategy.canvas == "nap"``) -> ``(name, "nap")``."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"a strategy must be a non-empty string, got {spec!r}.")
     name, _, canvas = spec.strip().partition(":")
@@ -256,10 +257,13 @@ def parse_strategy(spec: str) -> tuple[str, str | None]:
         raise ValueError(
             f"strategy {spec!r}: unknown; valid strategies: {sorted(STRATEGIES)} (optionally ':nap')."
         )
-    if name == "dream" and canvas:
-        raise ValueError("strategy 'dream' runs on the plain canvas only; use 'confidence:nap'.")
-    structured = name == "parallel_forced" or canvas == "nap"
-    return name, ("nap" if structured else None)
+    cls = STRATEGIES[name]
+    if canvas and cls.canvas == "plain":
+        others = sorted(n for n, c in STRATEGIES.items() if c.canvas == "any")
+        raise ValueError(
+            f"strategy {name!r} runs on the plain canvas only; drop ':nap', or use one of {others} with ':nap'."
+        )
+    return name, ("nap" if cls.on_nap_canvas(canvas or None) else None)
 
 
 @dataclass(frozen=True)
@@ -275,8 +279,10 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        """The strategy as written on the command line (``confidence:nap``)."""
-        if self.canvas == "nap" and self.strategy != "parallel_forced":
+        """The strategy as written on the command line (``confidence:nap``; no suffix for a strategy that
+        always decodes the structured canvas)."""
+        cls = STRATEGIES.get(self.strategy)
+        if self.canvas == "nap" and (cls is None or cls.canvas != "nap"):
             return f"{self.strategy}:nap"
         return self.strategy
 
@@ -299,20 +305,14 @@ def model_family(model: Any) -> str:
 
 def is_stochastic(generate_kwargs: Mapping[str, Any]) -> bool:
     """Whether decoding with these ``generate`` keywords draws random numbers, so that its results depend on
-    the seed and on how the examples are cut into batches: ``random`` order, sampled tokens (``temperature >
-    0``), Dream's ``origin`` rule or its position sampling (``alg_temp``). Unset keywords take the library
-    defaults (``DIFFUSION_FIELDS``).
+    the seed and on how the examples are cut into batches: the strategy's own answer
+    (``Strategy.is_stochastic``: sampled tokens, ``temperature > 0``, and whatever the strategy draws, e.g. a
+    random order or Dream's ``origin`` rule). Unset keywords take the library defaults (``DIFFUSION_FIELDS``).
 
     The one answer to "is this run random?": the runner puts the batch size into the fingerprint of such a
     run, and the toy evaluation seeds it."""
-
-    def get(name: str) -> Any:
-        return generate_kwargs.get(name, DIFFUSION_FIELDS[name])
-
-    strategy = get("strategy")
-    if strategy == "random" or float(get("temperature") or 0.0) > 0:
-        return True
-    return strategy == "dream" and (get("alg") == "origin" or bool(get("alg_temp")))
+    config = SimpleNamespace(**{**DIFFUSION_FIELDS, **generate_kwargs})
+    return bool(strategy_class(config.strategy).is_stochastic(config))
 
 
 def _prompt_style(settings: EvalSettings, run: RunSpec) -> str:
@@ -326,13 +326,16 @@ def _path_length(settings: EvalSettings, m: int) -> int:
 
 
 def _block_length(settings: EvalSettings, run: RunSpec) -> int | None:
-    if run.canvas is not None or run.strategy == "dream":
+    """The plain canvas's blocks: the settings' (0: none), else the strategy's reference block length
+    (Fast-dLLM's), else LLaDA's for LLaDA; None for a strategy without blocks or on the structured canvas."""
+    cls = strategy_class(run.strategy)
+    if run.canvas is not None or not cls.takes_block_length(None):
         return None
     if settings.block_length is not None:
         return settings.block_length or None
-    if run.strategy == "threshold" or settings.family == "llada":
-        return LLADA_BLOCK_LENGTH
-    return None
+    if cls.reference_block_length is not None:
+        return cls.reference_block_length
+    return LLADA_BLOCK_LENGTH if settings.family == "llada" else None
 
 
 def _generate_options(settings: EvalSettings, run: RunSpec, tokenizer: Any) -> dict[str, Any]:

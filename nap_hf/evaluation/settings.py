@@ -7,12 +7,13 @@ Each caller states its settings as ``generate`` options (``strategy``, ``steps``
 and returns a :class:`GeneratePlan`: the exact keywords (what a run records), the canvas sizes, and a note
 for every setting it had to adjust (so a caller can log each adjustment once, not once per batch):
 
-* NAP canvas (``strategy="parallel_forced"`` or ``canvas="nap"``, see ``docs/design.md §3``): ``slots = m x
+* NAP canvas (a strategy that always decodes it, or ``canvas="nap"``: :func:`uses_nap_canvas`, see
+  ``docs/design.md §3``): ``slots = m x
   path_length + summary_length`` positions are decoded; ``steps`` above ``slots`` is clamped to ``slots``
   (no forward pass would be idle), as ``generate`` itself does.
 * Plain canvas with blocks: ``gen_length`` is rounded up to a multiple of ``block_length`` and ``steps`` to a
   multiple of the block count (every block gets the same number of steps, as in LLaDA's ``generate``;
-  ``threshold`` spends steps per block as it goes, so its steps are kept).
+  strategies whose steps adapt, ``Strategy.fixed_steps = False`` such as Fast-dLLM's, keep theirs).
 * ``tokens_per_step=k`` instead of ``steps``: ``steps = slots // k`` (at least 1).
 
 The seed and the tokenizer (which the NAP canvas needs for its headers) are per call:
@@ -27,13 +28,9 @@ from typing import Any
 
 from nap_hf.data.format import build_layout
 from nap_hf.generation.config import DIFFUSION_FIELDS
+from nap_hf.generation.strategies import STRATEGIES, uses_nap_canvas
 
 __all__ = ["GeneratePlan", "plan_generate", "call_kwargs", "uses_nap_canvas"]
-
-
-def uses_nap_canvas(strategy: str | None, canvas: str | None) -> bool:
-    """Whether a run decodes the structured NAP canvas (the rule of ``generate``)."""
-    return strategy == "parallel_forced" or canvas == "nap"
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,8 @@ def plan_generate(
             gen_length // _positive("tokens_per_step", tokens_per_step) if requested is None else requested
         )
         n_blocks = gen_length // block if block is not None else 1
-        if get("strategy") != "threshold" and steps % n_blocks:
+        strategy = STRATEGIES.get(get("strategy"))
+        if (strategy is None or strategy.fixed_steps) and steps % n_blocks:
             rounded = max(1, round(steps / n_blocks)) * n_blocks
             notes.append(f"steps={steps} rounded to {rounded}, a multiple of the {n_blocks} blocks.")
             steps = rounded

@@ -20,7 +20,7 @@ from ..data.toy_arithmetic import (
 )
 from ..metrics import global_arness
 from .runner import is_stochastic
-from .settings import plan_generate
+from .settings import plan_generate, uses_nap_canvas
 
 __all__ = ["ToyDecoding", "ToyResult", "evaluate_toy", "score_toy_records", "toy_prompts", "toy_record"]
 
@@ -42,7 +42,7 @@ class ToyDecoding:
             seeded (`generate(seed=0)`) so that a rerun decodes the same text.
     """
 
-    strategy: str = "parallel_forced"
+    strategy: str = "parallel_forced"  # the default: NAP's decoding
     tokens_per_step: int = 1
     m: int = 3
     layout: Literal["nap", "longcot"] = "nap"
@@ -55,7 +55,7 @@ class ToyDecoding:
 
     @property
     def name(self) -> str:
-        extra = f" m={self.m}" if self.strategy == "parallel_forced" and self.m != 3 else ""
+        extra = f" m={self.m}" if uses_nap_canvas(self.strategy, None) and self.m != 3 else ""
         extra += f" T={self.temperature:g}" if self.temperature else ""
         return f"{self.layout}/{self.strategy}{extra} k={self.tokens_per_step}"
 
@@ -63,7 +63,7 @@ class ToyDecoding:
         """`generate` keyword arguments (steps follow from the slot count and k), by
         :func:`~nap_hf.evaluation.settings.plan_generate`."""
         options: dict[str, Any] = {"strategy": self.strategy}
-        if self.strategy == "parallel_forced":
+        if uses_nap_canvas(self.strategy, None):  # a strategy that decodes the structured canvas itself
             path_length = 3 * toy_path_length(self.digits) // self.m
             options.update(m=self.m, path_length=path_length, summary_length=TOY_SUMMARY_LENGTH)
         elif self.layout == "nap":
