@@ -191,27 +191,26 @@ def test_precedence_and_one_warning(nap_lm, log):
 
 
 @needs_lm_eval
-def test_a_strategy_defined_in_the_tests_runs(nap_lm, monkeypatch):
-    """The model passes strategy names on to `generate`: one registered here (left to right, as `ar`) runs
-    through lm-eval's `generate_until` with nothing in nap_hf naming it."""
+def test_a_strategy_defined_in_the_tests_runs(nap_lm):
+    """The model passes strategy names on to `generate`: one written in the tests (left to right, one
+    position per step; tests/strategies_for_tests.py) runs through lm-eval's `generate_until` with nothing in
+    nap_hf naming it, and decodes as `ar` does with one position per step."""
     from nap_hf.evaluation.lm_eval_model import NapHFLM
-    from nap_hf.generation.strategies import STRATEGIES, ARStrategy
 
-    class TestsLeftToRight(ARStrategy):
-        name = "tests_left_to_right"
+    from .strategies_for_tests import LeftToRight, registered
 
-    monkeypatch.setitem(STRATEGIES, TestsLeftToRight.name, TestsLeftToRight)
     prompts = [
         nap_lm.apply_chat_template([{"role": "user", "content": p.question}]) for p in _toy_problems(2)
     ]
     reqs = [_instance("generate_until", (p, {"until": ["</think>"]}), i) for i, p in enumerate(prompts)]
     texts = {}
-    for name in ("tests_left_to_right", "ar"):
-        lm = NapHFLM(
-            pretrained=nap_lm.model, tokenizer=nap_lm.tokenizer, strategy=name, gen_length=16, steps=16
-        )
-        texts[name] = lm.generate_until(reqs, disable_tqdm=True)
-    assert texts["tests_left_to_right"] == texts["ar"] and any(texts["ar"])
+    with registered():
+        for name in (LeftToRight.name, "ar"):
+            lm = NapHFLM(
+                pretrained=nap_lm.model, tokenizer=nap_lm.tokenizer, strategy=name, gen_length=16, steps=16
+            )
+            texts[name] = lm.generate_until(reqs, disable_tqdm=True)
+    assert texts[LeftToRight.name] == texts["ar"] and any(texts["ar"])
 
 
 @needs_lm_eval
