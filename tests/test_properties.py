@@ -1,48 +1,76 @@
-"""Property tests of the decoding invariants on tiny random models (bounded hypothesis examples), with and
-without a KV cache: the prompt is untouched, every generated slot is committed exactly once, no mask is
+"""Property tests of the decoding invariants on tiny random models (bounded hypothesis examples), for every
+registered strategy (and one written in the tests), on the canvases each declares, with and without a KV
+cache: the prompt is untouched, every generated slot is committed exactly once, no mask is
 left, each step respects its budget, no forward pass commits nothing, and NFE matches the trace; with
 `early_stop`, everything after the first EOS is EOS filler committed with its trigger's step."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nap_hf.generation.strategies import llada_num_transfer_tokens
+from nap_hf.generation.config import DiffusionGenerationConfig
+from nap_hf.generation.scores import SCORES
+from nap_hf.generation.strategies import DREAM_ALGS, STRATEGIES, llada_num_transfer_tokens
 
 from .conftest import random_prompt
+from .strategies_for_tests import TEST_STRATEGIES, LeftToRight, registered
 
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+# every registered strategy, and the one written in the tests; a few examples each keep the suite ~ 20 s
+NAMES = sorted({*STRATEGIES, *(cls.name for cls in TEST_STRATEGIES)})
+PER_STRATEGY = settings(SETTINGS, max_examples=15)
 
 
 @st.composite
-def decode_case(draw):
-    strategy = draw(st.sampled_from(["ar", "confidence", "random", "threshold", "dream"]))
-    n_blocks = 1 if strategy == "dream" else draw(st.integers(1, 3))
-    block = draw(st.integers(1, 6))
-    gen_length = n_blocks * block
-    steps = n_blocks * draw(st.integers(1, 8))
+def decode_case(draw, name: str):
+    """Settings for strategy `name`, drawn from what its class declares (canvas, blocks); the options of
+    every other strategy are drawn too, as a config always carries them."""
+    cls = STRATEGIES[name]
+    nap = cls.canvas == "nap" or (cls.canvas == "any" and draw(st.booleans()))
     case = dict(
-        strategy=strategy,
-        gen_length=gen_length,
-        steps=steps,
-        block_length=None if strategy == "dream" else block,
+        strategy=name,
         temperature=draw(st.sampled_from([0.0, 1.0])),
         seed=draw(st.integers(0, 2**16)),
+        score=draw(st.sampled_from(sorted(SCORES))),
+        alg=draw(st.sampled_from(sorted(DREAM_ALGS))),
+        threshold=draw(st.sampled_from([0.01, 0.5, 0.9, 1.0])),
+        factor=draw(st.sampled_from([0.5, 1.0, 2.0])),
     )
-    if strategy == "confidence":
-        case["score"] = draw(st.sampled_from(["confidence", "margin", "entropy"]))
-    if strategy == "dream":
-        case["alg"] = draw(st.sampled_from(["origin", "maskgit_plus", "topk_margin", "entropy"]))
-    if strategy == "threshold":
-        case["threshold"] = draw(st.sampled_from([0.01, 0.5, 0.9, 1.0]))
-    if strategy != "dream":  # every block-wise strategy runs with and without a KV cache
-        case["cache_implementation"] = draw(st.sampled_from([None, "prefix", "dual"]))
+    if nap:
+        m, path_length = draw(st.integers(1, 3)), draw(st.integers(1, 6))
+        case.update(canvas="nap", m=m, path_length=path_length, summary_length=draw(st.integers(1, 4)))
+        case.update(summary=draw(st.sampled_from(["after", "concurrent"])))
+        case.update(header_ids=[[5, 6 + j] for j in range(m)] + [[9]])
+        slots = m * path_length + case["summary_length"]
+        case["steps"] = draw(st.integers(2, slots + 3))
+        if cls.takes_block_length("nap"):
+            divisors = [b for b in range(1, path_length + 1) if path_length % b == 0]
+            case["block_length"] = draw(st.sampled_from([None, *divisors]))
+    else:
+        n_blocks = draw(st.integers(1, 3)) if cls.uses_blocks else 1
+        block = draw(st.integers(1, 6))
+        case.update(gen_length=n_blocks * block, steps=n_blocks * draw(st.integers(1, 8)))
+        case["block_length"] = block if cls.uses_blocks else None
+    cache = draw(st.sampled_from([None, "prefix", "dual"]))
+    if cache is not None and _takes_cache(case, cache):  # every strategy with blocks runs with a cache too
+        case["cache_implementation"] = cache
     lengths = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
     return case, lengths
+
+
+def _takes_cache(case: dict, cache: str) -> bool:
+    """Whether the strategy, under these settings, declares the active window a cache needs."""
+    config = DiffusionGenerationConfig(**case, cache_implementation=cache)
+    try:
+        STRATEGIES[case["strategy"]](config).check_cache()
+    except ValueError:
+        return False
+    return True
 
 
 def _batch(model, lengths, seed):
@@ -56,15 +84,27 @@ def _batch(model, lengths, seed):
     return torch.stack(rows), torch.stack(masks)
 
 
-@SETTINGS
-@given(data=decode_case())
-def test_decoding_invariants(model64, data):
-    case, lengths = data
-    ids, mask = _batch(model64, lengths, case["seed"])
+@pytest.fixture(autouse=True)
+def _test_strategies():
+    with registered():
+        yield
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decoding_invariants(model64, name):
+    @PER_STRATEGY
+    @given(data=decode_case(name))
+    def check(data):
+        _check_invariants(model64, *data)
+
+    check()
+
+
+def _check_invariants(model, case, lengths):
+    ids, mask = _batch(model, lengths, case["seed"])
     B, P = ids.shape
-    G = case["gen_length"]
     commits = []
-    out = model64.generate(
+    out = model.generate(
         ids,
         attention_mask=mask,
         return_dict_in_generate=True,
@@ -72,21 +112,32 @@ def test_decoding_invariants(model64, data):
         **case,
     )
     seq, trace = out.sequences, out.trace
-    # the prompt (and its padding) is untouched and never in the trace
-    assert torch.equal(seq[:, :P], ids) and (trace[:, :P] == -1).all()
+    headers = torch.zeros_like(trace, dtype=torch.bool)  # clamped text of the structured canvas
+    for r in out.regions[0]:
+        if r.kind == "header":
+            headers[:, r.slice] = True
+    slots = ~headers
+    slots[:, :P] = False
+    # the prompt (and its padding) and the headers are untouched and never in the trace
+    assert torch.equal(seq[:, :P], ids) and (trace[~slots] == -1).all()
     # every generated slot committed exactly once, and no mask is left
     counts = torch.stack(commits).sum(0)
-    assert (counts[:, P:] == 1).all() and (counts[:, :P] == 0).all()
-    assert not (seq == model64.config.mask_token_id).any()
-    assert (trace[:, P:] >= 0).all()
+    assert (counts[slots] == 1).all() and (counts[~slots] == 0).all()
+    assert not (seq == model.config.mask_token_id).any()
+    assert (trace[slots] >= 0).all()
     # one trace step per forward pass; no forward pass commits nothing
     assert out.nfe == len(commits) == int(trace.max()) + 1
     assert all(bool(c.any()) for c in commits)
     for s, c in enumerate(commits):
         assert torch.equal(c, trace == s)
-    # the budget of every step
+    if case.get("canvas") is None:
+        _check_plain_rules(case, commits, trace, B, P)
+
+
+def _check_plain_rules(case, commits, trace, B, P):
+    """The budgets and orders of the built-in strategies on the plain canvas."""
+    G, block = case["gen_length"], case["block_length"]
     if case["strategy"] in ("ar", "confidence", "random"):
-        block = case["block_length"]
         per_block = case["steps"] // (G // block)
         for b in range(G // block):
             budget = llada_num_transfer_tokens(torch.full((B,), block), per_block)  # (B, per_block)
@@ -94,10 +145,9 @@ def test_decoding_invariants(model64, data):
             in_block = torch.stack(commits)[:, :, P + b * block : P + (b + 1) * block].sum(-1)  # (steps, B)
             got = in_block[in_block.sum(-1) > 0]
             assert got.tolist() == [[k] * B for k in expected]
-    if case["strategy"] == "ar":  # leftmost first: the commit order is the position order
+    if case["strategy"] in ("ar", LeftToRight.name):  # leftmost first: the commit order is the position order
         assert (trace[:, P + 1 :] >= trace[:, P:-1]).all()
-    if case["strategy"] == "threshold":  # blocks are decoded in order, each step inside one block
-        block = case["block_length"]
+    if case["strategy"] in ("threshold", "factor"):  # blocks are decoded in order, each step inside one block
         blocks_of_step = [set((c[:, P:].nonzero()[:, 1] // block).tolist()) for c in commits]
         assert all(len(b) == 1 for b in blocks_of_step)
         assert [min(b) for b in blocks_of_step] == sorted(min(b) for b in blocks_of_step)
