@@ -14,6 +14,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from nap_hf import enable_diffusion_generate
 from nap_hf.data import build_layout, render_slot_aligned
+from nap_hf.generation.scores import SCORES
 from nap_hf.generation.strategies import llada_num_transfer_tokens, split_steps
 from nap_hf.metrics import global_arness
 
@@ -58,7 +59,7 @@ def pf_case(draw):
         steps=draw(st.integers(2, slots + 5)),
         summary=draw(st.sampled_from(["after", "concurrent"])),
         block_length=block,
-        score=draw(st.sampled_from(["confidence", "margin", "entropy"])),
+        score=draw(st.sampled_from(sorted(SCORES))),  # every registered score
         temperature=draw(st.sampled_from([0.0, 1.0])),
         seed=draw(st.integers(0, 1000)),
     )
