@@ -100,3 +100,83 @@ def test_it_runs_through_the_evaluation_runner(llada64, left_to_right, llada_dir
 
 def test_the_registry_is_restored():
     assert LeftToRight.name not in STRATEGIES
+
+
+# ------------------------------------------------------------------------ declarations and validation
+
+
+def test_the_built_in_strategies_declare_their_canvas_blocks_and_randomness():
+    from types import SimpleNamespace
+
+    from nap_hf.generation.config import DIFFUSION_FIELDS
+
+    def config(**kw):
+        return SimpleNamespace(**{**DIFFUSION_FIELDS, **kw})
+
+    canvas = {name: cls.canvas for name, cls in STRATEGIES.items()}
+    assert canvas["parallel_forced"] == "nap" and canvas["dream"] == "plain" and canvas["confidence"] == "any"
+    assert [n for n, c in sorted(STRATEGIES.items()) if not c.takes_block_length(None)] == ["dream"]
+    assert [n for n, c in sorted(STRATEGIES.items()) if c.takes_block_length("nap")] == ["parallel_forced"]
+    assert [n for n, c in sorted(STRATEGIES.items()) if not c.fixed_steps] == ["factor", "threshold"]
+    stochastic = {n for n, c in STRATEGIES.items() if c.is_stochastic(config(strategy=n))}
+    assert stochastic == {"random"}
+    assert all(c.is_stochastic(config(temperature=0.5)) for c in STRATEGIES.values())
+    dream = STRATEGIES["dream"]
+    assert dream.is_stochastic(config(alg="origin")) and dream.is_stochastic(config(alg_temp=0.3))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(steps=0), "steps must be a positive integer"),
+        (dict(block_length=0), "block_length must be a positive integer or None"),
+        (dict(canvas="grid"), "canvas='grid' is unknown"),
+        (dict(strategy="nope"), "strategy='nope' is unknown"),
+        (dict(strategy="threshold", threshold=1.5), "threshold must be in \\(0, 1\\]"),
+        (dict(strategy="factor", factor=0), "factor must be a number > 0"),
+        (dict(strategy="dream", alg="greedy"), "alg='greedy' is unknown"),
+        (dict(strategy="dream", canvas="nap"), "runs on the plain canvas only"),
+        (dict(strategy="confidence", canvas="nap", block_length=4), "decodes the slots as one region"),
+        (dict(strategy="parallel_forced", steps=1), "steps must be >= 2 with summary='after'"),
+        (dict(score="best"), "score='best' is unknown"),
+    ],
+)
+def test_validate_checks_the_fields_then_the_strategy(kwargs, match, tmp_path):
+    from nap_hf.generation.config import DiffusionGenerationConfig
+
+    config = DiffusionGenerationConfig(**kwargs)  # building a config checks nothing of ours (as transformers)
+    with pytest.raises(ValueError, match=match):
+        config.validate()
+    with pytest.raises(ValueError, match=match):
+        config.save_pretrained(tmp_path)  # a bad config is not saved
+
+
+def test_a_strategy_checks_only_its_own_settings():
+    from nap_hf.generation.config import DiffusionGenerationConfig
+
+    DiffusionGenerationConfig(strategy="confidence", threshold=1.5, alg="greedy").validate()
+    with pytest.raises(ValueError, match="threshold must be"):
+        STRATEGIES["threshold"](DiffusionGenerationConfig(threshold=1.5))
+
+
+def test_the_score_registry():
+    from nap_hf.generation.mixin import candidates_and_scores
+    from nap_hf.generation.scores import SCORES, register_score
+
+    assert set(SCORES) >= {"confidence", "margin", "entropy", "dream_entropy"}
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
+    p = logits.softmax(-1)
+    _, got = candidates_and_scores(logits, temperature=0.0, score_kind="dream_entropy")
+    assert torch.allclose(got, (p * torch.log(p + 1e-10)).sum(-1))
+
+    @register_score("tests_second_best")
+    def second_best(logits, lse, x0):
+        return (logits.topk(2, dim=-1).values[:, 1:] - lse).exp().squeeze(-1)
+
+    try:
+        _, got = candidates_and_scores(logits, temperature=0.0, score_kind="tests_second_best")
+        assert torch.allclose(got, p.sort(-1, descending=True).values[:, 1])
+    finally:
+        SCORES.pop("tests_second_best")
+    with pytest.raises(ValueError, match="score='tests_second_best' is unknown"):
+        candidates_and_scores(logits, temperature=0.0, score_kind="tests_second_best")
