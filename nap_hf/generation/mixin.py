@@ -253,10 +253,7 @@ class DiffusionGenerationMixin:
         ```
         """
         tokenizer = kwargs.pop("tokenizer", None)
-        if input_ids is None:
-            raise ValueError("input_ids is required: the (batch, prompt_length) prompt ids (left-padded).")
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}.")
+        _check_prompt(input_ids, attention_mask)
         cfg = self._diffusion_config(generation_config, kwargs)
         strategy = self._strategy_for(cfg)
         check_cache_support(self, cfg.cache_implementation)
@@ -264,41 +261,13 @@ class DiffusionGenerationMixin:
             raise ValueError(
                 "early_stop=True needs an EOS id for the filler: pass `eos_token_id=` to generate()."
             )
-        if attention_mask is not None:
-            if attention_mask.shape != input_ids.shape:
-                raise ValueError(
-                    f"attention_mask shape {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
-                )
-            am = attention_mask.long()
-            if bool((am[:, 1:] < am[:, :-1]).any()):
-                raise ValueError(
-                    "attention_mask shows right padding; diffusion decoding needs LEFT padding "
-                    "(set `tokenizer.padding_side = 'left'`)."
-                )
         if generator is None and cfg.seed is not None:
             generator = torch.Generator(device=input_ids.device).manual_seed(int(cfg.seed))
         if cfg.num_return_sequences > 1:
             input_ids = input_ids.repeat_interleave(cfg.num_return_sequences, 0)
             if attention_mask is not None:
                 attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, 0)
-        if strategy.on_nap_canvas(cfg.canvas):
-            canvas = nap_canvas(input_ids, attention_mask, nap_layout(cfg, tokenizer), cfg.mask_token_id)
-            if cfg.steps > canvas.n_slots:
-                logger.warning(
-                    "steps=%d exceeds the %d slot positions of the canvas; clamped to %d (no forward pass is idle).",
-                    cfg.steps,
-                    canvas.n_slots,
-                    canvas.n_slots,
-                )
-                cfg.steps = canvas.n_slots
-        else:
-            canvas = plain_canvas(input_ids, attention_mask, cfg.gen_length, cfg.mask_token_id)
-        if cfg.early_stop and canvas.layout is not None:
-            if tokenizer is None:
-                raise ValueError(
-                    "early_stop=True on the structured canvas needs `tokenizer=` (to find each slot's closing tag)."
-                )
-            canvas.close_ids = closing_tag_ids(tokenizer, cfg.m)
+        canvas = _build_canvas(input_ids, attention_mask, cfg, strategy, tokenizer)
         if cfg.cache_implementation is not None:
             strategy.check_cache()
         processors = LogitsProcessorList(logits_processor or [])
@@ -313,16 +282,7 @@ class DiffusionGenerationMixin:
         if bridge is not None:
             bridge.end(out.sequences if isinstance(out, DiffusionGenerateOutput) else out)
         if isinstance(out, DiffusionGenerateOutput) and canvas.layout is not None and tokenizer is not None:
-            fillers = {i for i in (cfg.eos_token_id, cfg.pad_token_id) if isinstance(i, int)}
-            parsed = [
-                parse_canvas(
-                    tokenizer, row[canvas.prompt_length :].tolist(), canvas.layout, filler_ids=fillers
-                )
-                for row in out.sequences
-            ]
-            out.paths = [p.paths for p in parsed]
-            out.summary = [p.summary for p in parsed]
-            out.answer = [p.answer for p in parsed]
+            _parse_slots(out, canvas, cfg, tokenizer)
         return out
 
     def _canvas_positions(
@@ -480,3 +440,63 @@ class DiffusionGenerationMixin:
             history=tuple(history) if history is not None else None,
             regions=[list(canvas.regions) for _ in range(B)],
         )
+
+
+def _check_prompt(input_ids: torch.LongTensor | None, attention_mask: torch.Tensor | None) -> None:
+    """A (B, P) prompt, and a mask of its shape with left padding only."""
+    if input_ids is None:
+        raise ValueError("input_ids is required: the (batch, prompt_length) prompt ids (left-padded).")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}.")
+    if attention_mask is None:
+        return
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
+        )
+    am = attention_mask.long()
+    if bool((am[:, 1:] < am[:, :-1]).any()):
+        raise ValueError(
+            "attention_mask shows right padding; diffusion decoding needs LEFT padding "
+            "(set `tokenizer.padding_side = 'left'`)."
+        )
+
+
+def _build_canvas(
+    input_ids, attention_mask, cfg: DiffusionGenerationConfig, strategy: Strategy, tokenizer
+) -> Canvas:
+    """The canvas the strategy declares (`Strategy.on_nap_canvas`): the structured one (its `steps` clamped to
+    the slot count) or the plain one; with `early_stop` on the structured canvas, its closing tags."""
+    if strategy.on_nap_canvas(cfg.canvas):
+        canvas = nap_canvas(input_ids, attention_mask, nap_layout(cfg, tokenizer), cfg.mask_token_id)
+        if cfg.steps > canvas.n_slots:
+            logger.warning(
+                "steps=%d exceeds the %d slot positions of the canvas; clamped to %d (no forward pass is idle).",
+                cfg.steps,
+                canvas.n_slots,
+                canvas.n_slots,
+            )
+            cfg.steps = canvas.n_slots
+    else:
+        canvas = plain_canvas(input_ids, attention_mask, cfg.gen_length, cfg.mask_token_id)
+    if cfg.early_stop and canvas.layout is not None:
+        if tokenizer is None:
+            raise ValueError(
+                "early_stop=True on the structured canvas needs `tokenizer=` (to find each slot's closing tag)."
+            )
+        canvas.close_ids = closing_tag_ids(tokenizer, cfg.m)
+    return canvas
+
+
+def _parse_slots(
+    out: DiffusionGenerateOutput, canvas: Canvas, cfg: DiffusionGenerationConfig, tokenizer
+) -> None:
+    """Fill `out.paths`, `out.summary` and `out.answer` from the decoded structured canvas."""
+    fillers = {i for i in (cfg.eos_token_id, cfg.pad_token_id) if isinstance(i, int)}
+    parsed = [
+        parse_canvas(tokenizer, row[canvas.prompt_length :].tolist(), canvas.layout, filler_ids=fillers)
+        for row in out.sequences
+    ]
+    out.paths = [p.paths for p in parsed]
+    out.summary = [p.summary for p in parsed]
+    out.answer = [p.answer for p in parsed]
