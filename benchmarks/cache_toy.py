@@ -126,8 +126,9 @@ def table(results: dict[str, dict]) -> str:
     for key, row in results.items():
         base = results.get(baseline_key(key, row))
         speed = f"{base['seconds'] / row['seconds']:.2f}x" if base else "n/a"
+        row_nfe = f"{row['row_nfe']:.1f}" if "row_nfe" in row else "n/a"
         lines.append(
-            f"| {key} | {100 * row['accuracy']:.1f} | {row['nfe']:.1f} | {row['seconds']:.1f} | {speed} |"
+            f"| {key} | {100 * row['accuracy']:.1f} | {row['nfe']:.1f} | {row_nfe} | {row['seconds']:.1f} | {speed} |"
         )
     return "\n".join(lines) + "\n"
 
