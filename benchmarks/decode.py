@@ -61,6 +61,7 @@ from pathlib import Path
 import torch
 
 import nap_hf
+from nap_hf.generation.cache import DiffusionCache
 
 TARGET = 1.15
 HERE = Path(__file__).resolve().parent
@@ -823,6 +824,66 @@ def benchmark_cache(args) -> dict:
     return report
 
 
+def step_costs(args) -> dict:
+    """The cost of one decoding step, full canvas vs cached, measured by interleaving the three forwards (full,
+    prefix from the middle block's start, dual over one block) `--repeats` x 10 times on the same canvas, each
+    with the LM head on that block's rows: medians, so load from other processes hits all three alike."""
+    out = {}
+    for shape in args.shapes:
+        model = build_cache_model(shape, args.device, getattr(torch, args.dtype))
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+        L, P, blk = args.prompt_length + args.gen_length, args.prompt_length, args.block_length
+        x = torch.randint(2, 31000, (args.batch_size, L)).to(args.device)
+        lo = P + (args.gen_length // blk // 2) * blk  # the middle block
+        cols = {
+            "prefix": torch.arange(lo, L, device=args.device),
+            "dual": torch.arange(lo, lo + blk, device=args.device),
+        }
+        cache = DiffusionCache()
+        times = {"full": [], "prefix": [], "dual": []}
+        with torch.no_grad():
+            for _ in range(10 * args.repeats):
+                for mode in times:
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    if mode == "full":
+                        h = decoder(input_ids=x, cache=cache).last_hidden_state[:, lo : lo + blk]
+                    else:
+                        c = cols[mode]
+                        h = decoder(input_ids=x[:, c], cache=cache, cache_position=c).last_hidden_state[
+                            :, :blk
+                        ]
+                    head(h)
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
+                    times[mode].append(time.perf_counter() - t)
+        med = {m: statistics.median(v) for m, v in times.items()}
+        out[shape] = {f"{m}_ms": 1e3 * v for m, v in med.items()}
+        out[shape].update(prefix_ratio=med["prefix"] / med["full"], dual_ratio=med["dual"] / med["full"])
+        log(
+            f"{shape}: step cost full {1e3 * med['full']:.1f} ms, prefix {out[shape]['prefix_ratio']:.2f}x, dual {out[shape]['dual_ratio']:.2f}x"
+        )
+    return out
+
+
+def markdown_step_costs(costs: dict, args) -> str:
+    lines = [
+        f"One decoding step (trunk + LM head on a {args.block_length}-row block), canvas {args.prompt_length} + "
+        f"{args.gen_length}, interleaved medians of {10 * args.repeats} ({args.device}, {args.dtype}, "
+        f"{torch.get_num_threads()} threads):",
+        "",
+        "| shape | full step (ms) | prefix step (ms) | dual step (ms) | prefix / full | dual / full |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for shape, c in costs.items():
+        lines.append(
+            f"| {shape} | {c['full_ms']:.1f} | {c['prefix_ms']:.1f} | {c['dual_ms']:.1f} | {c['prefix_ratio']:.2f} "
+            f"| {c['dual_ratio']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _in_run(runs: list[dict]) -> tuple[float | None, float | None]:
     """From the cached runs alone (so that load drift between runs cancels): the median over runs of (cached
     step / refresh step), and of the speed-up (refresh step x NFE) / run time, a refresh step being a full-canvas
@@ -910,7 +971,7 @@ def parse_args(argv=None):
         "--cases",
         nargs="+",
         default=["confidence", "threshold"],
-        choices=["confidence", "threshold", "paper"],
+        choices=["confidence", "threshold", "paper", "steps"],
         help="--cache suite: confidence at each --steps, threshold 0.9, parallel_forced on the paper's canvas "
         "(prompt 128, 3 x 330 + 32, blocks of 30, 256 steps; on the first shape)",
     )
@@ -937,6 +998,11 @@ def main(argv=None) -> dict | None:
         torch.set_num_threads(args.threads)
     if args.memory_worker:
         memory_worker(args)
+        return None
+    if args.cache and args.cases == ["steps"]:
+        md = markdown_step_costs(step_costs(args), args)
+        print(md)
+        write_atomic(args.out_dir / f"{args.out_name}.md", md)
         return None
     if args.cache:
         report = json.loads(args.render.read_text()) if args.render else benchmark_cache(args)
