@@ -36,6 +36,7 @@ def __getattr__(name):
 
 __version__ = "0.1.0"
 
+# The top-level names, models' included (nap_hf.models lists the same model names in its own __all__).
 __all__ = [
     "STRATEGIES",
     "DiffusionGenerateOutput",

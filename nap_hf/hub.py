@@ -855,6 +855,7 @@ def prepare_upload_folder(
     return folder
 
 
+# push_dataset_folder repeats this signature (minus the model-only options) and calls it: one upload path.
 def push_folder(
     folder: str | os.PathLike,
     repo_id: str,

@@ -1,6 +1,7 @@
 """NAP data: the instance format (text and token level), shared by decoding, training, data building and
 evaluation."""
 
+# The public names re-exported (builder.py imports most of the same names from .format, for its own use).
 from .format import (
     DEFAULT_FORMAT,
     SUMMARY_TEMPLATE,

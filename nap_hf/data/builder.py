@@ -71,6 +71,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+# .format: the helpers the builder uses (the same names nap_hf.data re-exports: an import list, not logic).
 from ..io import JsonlStore, exclusive_lock, fsync_dir, replace_dir, write_jsonl_atomic, write_text_atomic
 from .format import (
     DEFAULT_FORMAT,

@@ -83,6 +83,7 @@ class NAPFormat:
     whitespace); the parsers search for these tags.
     """
 
+    # dataclass fields with defaults, one per line (alike in shape to EvalSettings' fields; nothing shared)
     path_header: str = "<think {j}>\n"
     path_close: str = "\n</think {j}>"
     summary_header: str = "<summary>\n"
@@ -360,6 +361,8 @@ def encode_segment(tokenizer: Any, text: str) -> list[int]:
 SlotKind = Literal["header", "path", "summary"]
 
 
+# Alike in shape to generation.regions.Region (start/end, len, slice), on purpose: a token span of the data
+# format, validated as one; Region is the canvas span `generate` reports. data/ does not import generation/.
 @dataclass(frozen=True)
 class SlotSpan:
     """A span ``[start, end)`` of the structured region (offsets after the prompt).
@@ -508,6 +511,7 @@ def build_layout(
         size = path_length if k < m else summary_length
         spans.append(SlotSpan("path" if k < m else "summary", index, pos, pos + size))
         pos += size
+    # keyword arguments one per line (alike in shape to write_tiny_llada's cfg.update; nothing shared)
     return CanvasLayout(
         m=m,
         path_length=path_length,

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from nap_hf.data.format import extract_answer
 
+# a module's public names (alike in shape to evaluation/answers.py's list: names, not logic)
 __all__ = [
     "ANSWER_FROM",
     "COLUMN_KEYS",
@@ -172,6 +173,7 @@ class SourceSpec:
     notes: str = ""
 
 
+# registry data: a tuple then SourceSpec entries (alike in shape to evaluation/tasks.py's TaskSpec registry)
 _MATH_SUBJECTS = (
     "algebra",
     "counting_and_probability",

@@ -247,6 +247,7 @@ class TransformersTeacher(Teacher):
         """Sample one completion per ``(messages[i], seeds[i])``; see the class docstring for determinism."""
         return self.sample(messages, seeds)
 
+    # Alike in shape to OpenAICompatibleTeacher.describe: each backend reports its own settings.
     def describe(self) -> dict[str, Any]:
         return {
             "backend": "transformers",
@@ -458,6 +459,7 @@ class OpenAICompatibleTeacher(Teacher):
         extra_body: extra fields merged into every request body (e.g. ``{"top_k": 50}`` for vLLM).
     """
 
+    # One keyword per setting, as every public signature here (alike in shape to write_tiny_llada's).
     def __init__(
         self,
         model: str,
@@ -531,6 +533,7 @@ class OpenAICompatibleTeacher(Teacher):
                     f.cancel()
                 raise
 
+    # Alike in shape to TransformersTeacher.describe: each backend reports its own settings.
     def describe(self) -> dict[str, Any]:
         return {
             "backend": "openai-compatible",

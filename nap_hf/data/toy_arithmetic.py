@@ -179,6 +179,7 @@ class _Template:
     items: tuple[str, ...] = ("",)
 
 
+# Word-problem templates as data: one _Template per scenario, the same fields by construction.
 _TEMPLATES = [
     _Template(
         start=("{name} has {a} {item}.", "{name} owns {a} {item}."),

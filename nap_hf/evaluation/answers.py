@@ -34,6 +34,7 @@ from typing import Literal
 from nap_hf.data import format as _fmt
 from nap_hf.data.format import DEFAULT_FORMAT, NAPFormat
 
+# a module's public names (alike in shape to data/sources.py's list: names, not logic)
 __all__ = [
     "TASK_KINDS",
     "canonical_task",

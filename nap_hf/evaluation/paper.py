@@ -68,6 +68,7 @@ TABLE2: dict[str, dict[str, float]] = {
 }
 """Table 2 (and Figure 4): Global-ARness@1 under AO decoding, base model -> Long-CoT SFT."""
 
+# The paper's figures as data: one block per benchmark, the same shape by construction.
 TABLE3: dict[str, dict[str, dict[str, dict[int, float]]]] = {
     "gsm8k": {
         "llada": {
@@ -81,6 +82,7 @@ TABLE3: dict[str, dict[str, dict[str, dict[int, float]]]] = {
             "nap": {256: 60.9, 336: 70.9, 512: 79.2, 1024: 83.6},
         },
     },
+    # same shape as the gsm8k block above: the paper's numbers, not logic
     "math500": {
         "llada": {
             "base": {256: 17.8, 336: 20.6, 512: 28.0, 1024: 30.4},

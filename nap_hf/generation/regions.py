@@ -11,6 +11,8 @@ __all__ = ["Region", "RegionKind"]
 RegionKind = Literal["prompt", "header", "path", "summary", "generation"]
 
 
+# Alike in shape to data.format.SlotSpan (start/end, len, slice), on purpose: the canvas span `generate`
+# reports, with a label; SlotSpan is the data format's span. data/ does not import generation/.
 @dataclass(frozen=True)
 class Region:
     """A span `[start, end)` of one row of `sequences`.

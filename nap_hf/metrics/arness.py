@@ -152,6 +152,7 @@ def commit_order(trace: Any, positions: Any = None) -> list[list[int]]:
     return [row[:n_b] for row, n_b in zip(order.tolist(), n.tolist(), strict=True)]
 
 
+# Its Args/Returns read as local_arness's on purpose: each public metric documents its own arguments.
 def global_arness(trace: Any, k: int = 1, positions: Any = None) -> ARnessResult:
     r"""Global-ARness@k of a decoding trace.
 
@@ -193,6 +194,7 @@ def global_arness(trace: Any, k: int = 1, positions: Any = None) -> ARnessResult
     return _finish(hits, n_list)
 
 
+# Its Args/Returns read as global_arness's on purpose: each public metric documents its own arguments.
 def local_arness(trace: Any, k: int = 1, positions: Any = None) -> ARnessResult:
     r"""Local-ARness@k of a decoding trace.
 

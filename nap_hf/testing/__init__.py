@@ -235,6 +235,7 @@ def _write_model_and_tokenizer_config(
     _write_json(path / "special_tokens_map.json", special_map)
 
 
+# One keyword per size, as every public signature here (alike in shape to the teachers' __init__).
 def write_tiny_llada(
     path: str | os.PathLike,
     *,
@@ -255,6 +256,8 @@ def write_tiny_llada(
     `tokenizer` (a `tokenizers.Tokenizer` holding :data:`LLADA_SPECIALS`) replaces the default tiny BPE."""
     from ..models.llada import LLaDAConfig, LLaDAModelLM
 
+    # Alike in shape to write_tiny_dream, on purpose: each maps the tiny sizes onto its own published config
+    # fields, special tokens and tokenizer files; the steps they share are _write_model_and_tokenizer_config.
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tok = tokenizer if tokenizer is not None else build_byte_bpe(bpe_vocab, LLADA_SPECIALS)
@@ -263,6 +266,7 @@ def write_tiny_llada(
         raise ValueError(f"`tokenizer` must hold LLaDA's special tokens {LLADA_SPECIALS}.")
     rows = _round_up(tok.get_vocab_size())
     cfg = dict(LLADA_HUB_CONFIG)
+    # keyword arguments one per line (alike in shape to other keyword calls, e.g. format.build_layout's)
     cfg.update(
         d_model=d_model,
         n_layers=n_layers,

@@ -41,6 +41,7 @@ SkipReason = Literal["fewer_than_2_segments", "too_long"]
 Truncation = Literal["segments", "skip"]
 
 
+# The plan's typed records: small frozen dataclasses, alike in shape by design (fields, no logic).
 @dataclass(frozen=True)
 class SegmentIds:
     """Token ids of one segment, each part tokenized on its own (only ``text`` is scored)."""
@@ -81,6 +82,7 @@ class Span:
     term: Term
 
 
+# alike in shape to the records above (PreparedExample, Term): fields and a docstring, no logic
 @dataclass(frozen=True)
 class Row:
     """One sequence for the scorer and the terms read from it."""

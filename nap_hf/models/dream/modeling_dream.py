@@ -173,6 +173,8 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         input_ids = kwargs.pop("input_ids", inputs)
         return self.generate(input_ids, generation_config=generation_config, **kwargs)
 
+    # Same shape as LLaDAModelLM.forward, on purpose: each model file stands alone, as in transformers, and
+    # calls its own head (`lm_head` here; LLaDA's `ff_out` or tied embedding), named as in the hub weights.
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

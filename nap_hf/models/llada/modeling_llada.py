@@ -168,6 +168,7 @@ class LLaDAModel(LLaDAPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.transformer.wte = value
 
+    # The transformers forward keywords; LLaDAModelLM.forward repeats them and passes them through.
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -254,6 +255,9 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
     def get_decoder(self) -> LLaDAModel:
         return self.model
 
+    # Same shape as DreamModel.forward, on purpose: each model file stands alone, as in transformers, and
+    # calls its own head (`ff_out` or the tied embedding here; Dream's `lm_head`), named as in the hub weights.
+    # Its signature repeats LLaDAModel.forward's: the transformers forward keywords, passed through.
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
