@@ -444,6 +444,38 @@ _COLORS = {
 }
 
 
+def _annotate_bars(ax: Any, bars: Any, labels: Sequence[str]) -> None:
+    """Each bar's height above it, with its label (the run's Global-ARness@1) in parentheses below that."""
+    for bar, lab in zip(bars, labels, strict=True):
+        ax.annotate(
+            f"{bar.get_height():.1f}" + (f"\n({lab})" if lab else ""),
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=6.5,
+            xytext=(0, 2),
+            textcoords="offset points",
+            zorder=5,
+        )
+
+
+def _legend_below(fig: Any, axes: Sequence[Any]) -> None:
+    """One legend under the figure: every label once, the handle of the first panel that has it."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    fig.legend(
+        list(seen.values()),
+        list(seen.keys()),
+        loc="outside lower center",
+        ncol=len(seen),
+        fontsize=8,
+        frameon=False,
+    )
+
+
 def plot_accuracy_by_order(
     summaries: Sequence[dict[str, Any]],
     path: str | os.PathLike | None = None,
@@ -506,17 +538,7 @@ def plot_accuracy_by_order(
                 label=_ORDER_NAMES.get(st, st),
                 zorder=2,
             )
-            for bar, lab in zip(bars, labels, strict=True):
-                ax.annotate(
-                    f"{bar.get_height():.1f}" + (f"\n({lab})" if lab else ""),
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=6.5,
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                    zorder=5,
-                )
+            _annotate_bars(ax, bars, labels)
         ax.set_xticks(range(len(fams)), [paper.FAMILY_NAMES[f] for f in fams])
         ax.set_title(_BENCH_NAMES[bench])
         ax.set_ylabel("accuracy (%)")
@@ -525,19 +547,7 @@ def plot_accuracy_by_order(
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    seen = dict(zip(labels, handles, strict=True))
-    for ax in axes[1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(lab, h)
-    fig.legend(
-        list(seen.values()),
-        list(seen.keys()),
-        loc="outside lower center",
-        ncol=len(seen),
-        fontsize=8,
-        frameon=False,
-    )
+    _legend_below(fig, axes)
     fig.suptitle(
         "Accuracy per decoding order (in parentheses: Global-ARness@1; black bars: the paper)", fontsize=10
     )
