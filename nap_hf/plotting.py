@@ -201,6 +201,43 @@ def _draw_run(
     return offset
 
 
+def _plotted_rows(
+    runs: list[Any], several: bool, regions: Any, run_regions: list[Any], row: int
+) -> list[tuple[np.ndarray, list[Region]]]:
+    """(steps of the plotted row, its regions) for each run, checked: `row` in range, something generated."""
+    rows: list[tuple[np.ndarray, list[Region]]] = []
+    for i, t in enumerate(runs):
+        name = f"trace[{i}]" if several else "trace"
+        arr, one_d = _as_trace(t, name)
+        if one_d:
+            r = 0  # a 1-D trace is one row
+        else:
+            r = row
+            if not -arr.shape[0] <= r < arr.shape[0]:
+                raise ValueError(f"`row`={row} is out of range for {name} with {arr.shape[0]} row(s).")
+        if not (arr[r] >= 0).any():
+            raise ValueError(f"{name} has no generated position (every entry is -1) in row {r}.")
+        reg_name = f"regions[{i}]" if several and not _is_region_list(regions) else "regions"
+        rows.append((arr[r], _row_regions(run_regions[i], r % arr.shape[0], arr.shape[0], reg_name)))
+    return rows
+
+
+def _dynamics_axes(
+    ax: Axes | Sequence[Axes] | None, n: int, figsize: tuple[float, float] | None
+) -> tuple[Figure, list[Axes]]:
+    """The figure and one Axes per run: a new figure (shared y axis) when `ax` is None, else the given Axes."""
+    if ax is None:
+        FigureCls, FigureCanvasAgg = _import_matplotlib()
+        width = 4.2 * n + 0.8 if n > 1 else 6.0
+        fig = FigureCls(figsize=figsize or (width, 4.6), layout="constrained")
+        FigureCanvasAgg(fig)
+        return fig, list(fig.subplots(1, n, sharey=True, squeeze=False)[0])
+    axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
+    if len(axes) != n:
+        raise ValueError(f"`ax` has {len(axes)} Axes but `trace` has {n} run(s).")
+    return axes[0].figure, axes
+
+
 def plot_decoding_dynamics(
     trace: Any,
     regions: Any = None,
@@ -242,7 +279,7 @@ def plot_decoding_dynamics(
     Returns:
         The matplotlib `Figure` (rendered with the Agg canvas; `pyplot` is never touched).
     """
-    FigureCls, FigureCanvasAgg = _import_matplotlib()
+    _import_matplotlib()  # before any check: a missing matplotlib fails first, naming the fix
 
     runs, several = _split_traces(trace)
     n = len(runs)
@@ -254,32 +291,8 @@ def plot_decoding_dynamics(
             raise ValueError(f"`titles` has {len(titles)} entries but `trace` has {n} run(s).")
     run_regions = _runs_regions(regions, n, several)
 
-    rows: list[tuple[np.ndarray, list[Region]]] = []
-    for i, t in enumerate(runs):
-        name = f"trace[{i}]" if several else "trace"
-        arr, one_d = _as_trace(t, name)
-        if one_d:
-            r = 0  # a 1-D trace is one row
-        else:
-            r = row
-            if not -arr.shape[0] <= r < arr.shape[0]:
-                raise ValueError(f"`row`={row} is out of range for {name} with {arr.shape[0]} row(s).")
-        if not (arr[r] >= 0).any():
-            raise ValueError(f"{name} has no generated position (every entry is -1) in row {r}.")
-        reg_name = f"regions[{i}]" if several and not _is_region_list(regions) else "regions"
-        rows.append((arr[r], _row_regions(run_regions[i], r % arr.shape[0], arr.shape[0], reg_name)))
-
-    if ax is None:
-        width = 4.2 * n + 0.8 if n > 1 else 6.0
-        fig = FigureCls(figsize=figsize or (width, 4.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = list(fig.subplots(1, n, sharey=True, squeeze=False)[0])
-    else:
-        axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
-        if len(axes) != n:
-            raise ValueError(f"`ax` has {len(axes)} Axes but `trace` has {n} run(s).")
-        fig = axes[0].figure
-
+    rows = _plotted_rows(runs, several, regions, run_regions, row)
+    fig, axes = _dynamics_axes(ax, n, figsize)
     for i, (a, (steps_row, regs)) in enumerate(zip(axes, rows, strict=True)):
         name = f"trace[{i}]" if several else "trace"
         _draw_run(
@@ -339,6 +352,18 @@ def _seqdep_series(data: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return series
 
 
+def _shared_bins(series: list[tuple[str, np.ndarray, np.ndarray]], bins: Any) -> Any:
+    """A bin count becomes equal-width edges over the lengths of ALL series (so the lines share bins);
+    explicit edges are returned as they are."""
+    if isinstance(bins, int) and not isinstance(bins, bool):
+        all_lengths = np.concatenate([x for _, x, _ in series])
+        lo, hi = float(all_lengths.min()), float(all_lengths.max())
+        if hi == lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = list(np.linspace(lo, hi, max(int(bins), 1) + 1))
+    return bins
+
+
 def plot_seqdep(
     data: Any,
     path: str | os.PathLike | None = None,
@@ -376,12 +401,7 @@ def plot_seqdep(
 
     FigureCls, FigureCanvasAgg = _import_matplotlib()
     series = _seqdep_series(data)
-    if isinstance(bins, int) and not isinstance(bins, bool):
-        all_lengths = np.concatenate([x for _, x, _ in series])
-        lo, hi = float(all_lengths.min()), float(all_lengths.max())
-        if hi == lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        bins = list(np.linspace(lo, hi, max(int(bins), 1) + 1))
+    bins = _shared_bins(series, bins)
 
     if ax is None:
         fig = FigureCls(figsize=figsize, layout="constrained")
