@@ -346,6 +346,8 @@ class DiffusionGenerationMixin:
         forward.cache = cached
         return forward
 
+    # long: the mask-predict loop (docs/design.md §2) read top to bottom: set-up, then forward -> candidates
+    # -> select -> commit, then the output; its state is local, and splitting it would scatter that state.
     def _diffusion_loop(
         self,
         input_ids: torch.LongTensor,
