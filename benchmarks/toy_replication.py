@@ -67,6 +67,7 @@ _ROWS = [
 
 def _table(results: dict[str, dict], ks: list[int], ceiling: float | None, temperature: float = 0.0) -> str:
     tag = _temperature_tag(temperature)
+
     def cell(key: str) -> str:
         r = results.get(key)
         return f"{100 * r['accuracy']:.1f} / {r['global_arness']:.2f}" if r else "n/a"
@@ -92,7 +93,11 @@ def _table(results: dict[str, dict], ks: list[int], ceiling: float | None, tempe
         "|---|---|" + "---|" * len(ks),
     ]
     sampled = f"; tokens sampled at temperature {temperature:g}" if temperature else ""
-    lines = [f"Accuracy (%) / Global-ARness@1 on held-out toy problems; steps = slots / k{sampled}.", "", *header]
+    lines = [
+        f"Accuracy (%) / Global-ARness@1 on held-out toy problems; steps = slots / k{sampled}.",
+        "",
+        *header,
+    ]
     for model, label, stem in _ROWS:
         lines.append(f"| {model} | {label} | " + " | ".join(cell(f"{stem}{tag}-k{k}") for k in ks) + " |")
     lines += [
@@ -182,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     write_text_atomic(out / f"table-n{args.n}{_temperature_tag(args.temperature)}.md", table)
     print("\n" + table)
 
-    if len(models) == 2 and not args.temperature:  # Figure 1 at toy scale: both models at 1 token/step, argmax
+    if (
+        len(models) == 2 and not args.temperature
+    ):  # Figure 1 at toy scale: both models at 1 token/step, argmax
         from nap_hf.evaluation.toy import toy_prompts
         from nap_hf.plotting import plot_decoding_dynamics
 

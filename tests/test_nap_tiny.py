@@ -21,6 +21,8 @@ SHIPPED_PHASES = 4
 def phase_config(kind: str, n: int) -> str:
     """The file name of phase `n`'s config for `kind` (nap or longcot)."""
     return f"tiny_{kind}_cpu{'' if n == 1 else f'_phase{n}'}.yaml"
+
+
 ENV = {
     **os.environ,
     "HF_HUB_OFFLINE": "1",

@@ -204,6 +204,8 @@ def test_error_breakdown_separates_misreads_from_slips():
     assert s["global_arness"] == pytest.approx(0.2)
     assert s["equation_accuracy"] == pytest.approx(17 / 18)
     chain = score_toy_records([toy_record(p, "6", [misread])], "longcot")
-    assert chain["vote_accuracy"] is None and chain["identical_paths"] is None and chain["misread_share"] == 1.0
+    assert (
+        chain["vote_accuracy"] is None and chain["identical_paths"] is None and chain["misread_share"] == 1.0
+    )
     with pytest.raises(ValueError, match="records"):
         score_toy_records([], "nap")
