@@ -196,8 +196,22 @@ def main(script_args, training_args, model_args, callbacks=None) -> None:
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
         trainer.accelerator.print(f"Model pushed to the Hub as {trainer.hub_model_id}.")
+    release_distributed_model(trainer)
     if hasattr(trainer, "end"):  # transformers >= 5.18: end the trackers, destroy the process group
         trainer.end()
+
+
+def release_distributed_model(trainer) -> None:
+    """Drop the DDP wrapper while every process is still here. Its reducer holds the process group; left to
+    the interpreter's exit, it is destroyed after `trainer.end()` has destroyed the group, and with gloo (torch
+    2.13, CPU) its destructor can wait forever for worker threads talking to a peer that has already exited."""
+    import gc
+
+    trainer.accelerator.wait_for_everyone()
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()  # accelerate's references to the prepared (wrapped) model
+    gc.collect()
+    trainer.accelerator.wait_for_everyone()
 
 
 def make_parser():

@@ -11,6 +11,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, read from /proc (torchrun starts its workers in sessions of their own,
+    so killing the launcher's process group alone would leave them holding the output pipes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            found.append(kid)
+            todo.append(kid)
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the process group of `pid` and every descendant, whatever group or session it is in."""
+    tree = _descendants(pid)
+    for target in (pid, *tree):
+        for kill in (lambda t: os.killpg(t, signal.SIGKILL), lambda t: os.kill(t, signal.SIGKILL)):
+            try:
+                kill(target)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def run_script(
     cmd: list[str], env: dict[str, str], timeout: int = 300, check: bool = True
 ) -> subprocess.CompletedProcess:
@@ -26,8 +56,8 @@ def run_script(
         try:
             out, err = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            out, err = child.communicate()
+            _kill_tree(child.pid)
+            out, err = child.communicate(timeout=30)
             raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\n{err[-4000:]}") from None
     if check:
         assert child.returncode == 0, f"{' '.join(cmd)}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-6000:]}"
