@@ -576,7 +576,7 @@ class NapHFLM(_LM):
     def _generate(self, contexts: Sequence[str], plan: GeneratePlan) -> list[str]:
         """Decode one batch of prompts (left-padded; prompts longer than the room the canvas leaves are cut
         from the left, with one warning)."""
-        from nap_hf.evaluation.runner import _left_pad
+        from nap_hf.evaluation.runner import left_pad
 
         room = self.max_length - (plan.canvas_length or 0)
         rows = [self._encode(c) for c in contexts]
@@ -591,7 +591,7 @@ class NapHFLM(_LM):
                 level=logging.WARNING,
             )
             rows = [r[-room:] for r in rows]
-        ids, mask = _left_pad(rows, self.pad_id, self._device)
+        ids, mask = left_pad(rows, self.pad_id, self._device)
         kw = plan.call_kwargs(self.tokenizer, seed=content_seed(self.seed, *rows))
         seqs = self.model.generate(ids, attention_mask=mask, **kw)
         P = ids.shape[1]

@@ -98,6 +98,7 @@ __all__ = [
     "DecodedBatch",
     "decode_batch",
     "is_stochastic",
+    "left_pad",
     "parse_strategy",
     "run_eval",
     "read_records",
@@ -640,7 +641,9 @@ def _batch_seed(seed: int, start: int) -> int:
     return (int(seed) * 1_000_003 + int(start)) % (2**62)
 
 
-def _left_pad(rows: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token-id rows to one batch: `(input_ids, attention_mask)`, both (B, max length), on `device`
+    (shared by the runner and the lm-eval class)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -699,7 +702,7 @@ def decode_batch(
     if not batch:
         raise ValueError("decode_batch: `batch` is empty; pass the example indices to decode.")
     device = _model_device(model)
-    input_ids, attention_mask = _left_pad([prompts[i] for i in batch], _pad_id(tokenizer), device)  # (B, P)
+    input_ids, attention_mask = left_pad([prompts[i] for i in batch], _pad_id(tokenizer), device)  # (B, P)
     kw = call_kwargs(plan.generate_kwargs, tokenizer=tokenizer, seed=_batch_seed(plan.seed, batch[0]))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
