@@ -171,7 +171,12 @@ def train(argv: list[str]) -> None:
     callback = ToyEvalCallback(
         tokenizer,
         problems,
-        ToyDecoding(strategy=strategy, layout=layout, digits=digits),
+        ToyDecoding(
+            strategy=strategy,
+            layout=layout,
+            digits=digits,
+            path_isolation=bool(getattr(training_args, "path_isolation", False)),
+        ),
         known.eval_every,
         out / "learning_curve.jsonl",
     )

@@ -40,6 +40,8 @@ class ToyDecoding:
         digits: the task's number width (`ToyArithmetic.digits`), which sets the path slot size.
         temperature: 0 = argmax tokens (the paper's setting); > 0 = tokens sampled from softmax(logits / T),
             seeded (`generate(seed=0)`) so that a rerun decodes the same text.
+        path_isolation: decode with isolated paths (`generate(path_isolation=...)`, docs/design.md §10): False,
+            True (paths as rows over the prompt cache) or "masked" (the exact reference).
     """
 
     strategy: str = "parallel_forced"  # the default: NAP's decoding
@@ -48,6 +50,7 @@ class ToyDecoding:
     layout: Literal["nap", "longcot"] = "nap"
     digits: int = 1
     temperature: float = 0.0
+    path_isolation: bool | str = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -57,6 +60,7 @@ class ToyDecoding:
     def name(self) -> str:
         extra = f" m={self.m}" if uses_nap_canvas(self.strategy, None) and self.m != 3 else ""
         extra += f" T={self.temperature:g}" if self.temperature else ""
+        extra += " isolated" if self.path_isolation else ""
         return f"{self.layout}/{self.strategy}{extra} k={self.tokens_per_step}"
 
     def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
@@ -74,6 +78,8 @@ class ToyDecoding:
             options["gen_length"] = LONGCOT_GEN_LENGTH
         if self.temperature:
             options["temperature"] = self.temperature
+        if self.path_isolation:
+            options["path_isolation"] = self.path_isolation
         plan = plan_generate(options, tokens_per_step=self.tokens_per_step)
         return plan.call_kwargs(tokenizer, seed=0 if is_stochastic(plan.kwargs) else None)
 

@@ -5,6 +5,7 @@ with the positions the loop may fill and the named regions of every row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,6 +26,7 @@ class Canvas:
     regions: list[Region]
     layout: CanvasLayout | None = None
     close_ids: list[list[int]] | None = None  # structured canvas: each slot's closing-tag ids (early exit)
+    isolation: Any = None  # path isolation: the layout's IsolatedInputs (nap_hf.isolation), set by generate
 
     @property
     def n_slots(self) -> int:

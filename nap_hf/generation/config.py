@@ -45,6 +45,9 @@ DIFFUSION_FIELDS: dict[str, Any] = {
     "summary_length": 32,
     "summary": "after",
     "header_ids": None,
+    # isolated paths (docs/design.md §10)
+    "path_isolation": False,
+    "distribute_paths": False,
 }
 
 
@@ -101,6 +104,16 @@ class DiffusionGenerationConfig(GenerationConfig):
             (the summary slot is one more slot of the macro-parallel schedule).
         header_ids: the m + 1 header token-id lists (`<think j>\n` ..., `<summary>\n`); when unset they are
             tokenized as plain text with the `tokenizer` passed to `generate`.
+        path_isolation: isolated paths on the structured canvas (docs/design.md §10; models trained with
+            `DiffusionSFTConfig(path_isolation=True)`): path j attends to the prompt and itself, the summary to
+            everything, every path slot starts at the same position. `True` decodes the m paths as m rows that
+            share one exact prompt cache (the prompt runs through the model once), then the summary; `"masked"`
+            runs the whole canvas under the isolated mask every step (the slow exact reference, same result).
+            Needs `summary="after"`. `False` (default): full attention, as NAP trains.
+        distribute_paths: with `path_isolation=True` under `torch.distributed` (e.g. `torchrun`), each process
+            decodes its share of the paths with no communication, then one gather, then the summary. Every
+            process must call `generate` with the same prompts (it is never switched on by `accelerate launch`
+            alone, where processes hold different prompts). Default False.
     """
 
     def __init__(self, **kwargs):
@@ -193,3 +206,20 @@ class DiffusionGenerationConfig(GenerationConfig):
             )
         if self.summary not in ("after", "concurrent"):
             raise ValueError(f"summary={self.summary!r} is unknown; use 'after' or 'concurrent'.")
+        if self.path_isolation not in (False, True, "masked"):
+            raise ValueError(
+                f"path_isolation={self.path_isolation!r} is unknown; use False (full attention), True (isolated "
+                "paths, decoded as rows sharing the prompt cache) or 'masked' (the whole canvas under the isolated "
+                "mask: the slow exact reference)."
+            )
+        if self.path_isolation and self.summary == "concurrent":
+            raise ValueError(
+                "path_isolation needs summary='after': the summary attends to the finished paths, so it cannot be "
+                "decoded concurrently with them. Pass summary='after' (the default)."
+            )
+        if not isinstance(self.distribute_paths, bool):
+            raise ValueError(f"distribute_paths must be True or False, got {self.distribute_paths!r}.")
+        if self.distribute_paths and self.path_isolation is not True:
+            raise ValueError(
+                "distribute_paths=True needs path_isolation=True: only isolated paths can be decoded apart."
+            )

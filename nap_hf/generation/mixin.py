@@ -22,6 +22,7 @@ from .cache import CachedForward, check_cache_support
 from .canvas import Canvas, nap_canvas, nap_layout, plain_canvas
 from .config import DIFFUSION_FIELDS, DiffusionGenerationConfig
 from .early_stop import EarlyStop, closing_tag_ids
+from .isolated import IsolatedPathsForward, check_isolation, isolated_canvas_inputs
 from .output import DiffusionGenerateOutput, DiffusionStep
 from .scores import SCORES, score_of
 from .strategies import DecodeState, Strategy, strategy_class
@@ -268,6 +269,9 @@ class DiffusionGenerationMixin:
             if attention_mask is not None:
                 attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, 0)
         canvas = _build_canvas(input_ids, attention_mask, cfg, strategy, tokenizer)
+        if cfg.path_isolation:
+            check_isolation(self, cfg, canvas)
+            canvas.isolation = isolated_canvas_inputs(canvas, attention_mask, self.dtype)
         if cfg.cache_implementation is not None:
             strategy.check_cache()
         processors = LogitsProcessorList(logits_processor or [])
@@ -307,6 +311,8 @@ class DiffusionGenerationMixin:
                 f"({max_len}); shorten the prompt or gen_length."
             )
         attn = None if bool(full_mask.all()) else full_mask.long()
+        if canvas.isolation is not None:  # path isolation: the layout's own mask and positions (§10)
+            return attn, canvas.isolation.position_ids
         return attn, (full_mask.long().cumsum(-1) - 1).clamp(min=0)
 
     def _decoding_pass(self, cfg, canvas: Canvas, attn, position_ids) -> Callable:
@@ -325,6 +331,11 @@ class DiffusionGenerationMixin:
             if cfg.cache_implementation is not None
             else None
         )
+        if canvas.isolation is not None:
+            if cfg.path_isolation is True:  # the paths as rows over one exact prompt cache (§10)
+                cached = IsolatedPathsForward(self, canvas, attn, shift, distribute=cfg.distribute_paths)
+            else:  # "masked": the whole canvas under the isolated mask (the exact reference)
+                attn = canvas.isolation.attention_mask
 
         def logits_of(x: torch.LongTensor, rows: torch.BoolTensor, window) -> torch.Tensor:
             if cached is not None:
@@ -382,6 +393,8 @@ class DiffusionGenerationMixin:
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
         history = [] if cfg.output_history else None
         forward = self._decoding_pass(cfg, canvas, attn, position_ids)
+        if isinstance(forward.cache, IsolatedPathsForward):  # distributed paths: the gather fixes their trace
+            forward.cache.trace = trace
         filler = EarlyStop(canvas, cfg) if cfg.early_stop else None
         nfe = 0
         strategy.begin(state)
@@ -441,6 +454,7 @@ class DiffusionGenerationMixin:
             nfe=nfe,
             history=tuple(history) if history is not None else None,
             regions=[list(canvas.regions) for _ in range(B)],
+            position_ids=position_ids,
         )
 
 

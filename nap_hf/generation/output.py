@@ -28,6 +28,9 @@ class DiffusionGenerateOutput(ModelOutput):
         summary: per row, the summary text (cut at `</summary>`).
         answer: per row, the answer parsed from the summary ONLY (last `\\boxed{}`, else "The final answer
             is X"), or None.
+        position_ids: (B, P + G) the RoPE position of every column of `sequences`. With `path_isolation` the
+            paths share positions, so columns no longer equal positions; otherwise the positions count real
+            tokens (left padding skipped).
     """
 
     sequences: torch.LongTensor | None = None
@@ -38,6 +41,7 @@ class DiffusionGenerateOutput(ModelOutput):
     paths: list[list[str]] | None = None
     summary: list[str | None] | None = None
     answer: list[str | None] | None = None
+    position_ids: torch.LongTensor | None = None
 
 
 @dataclass

@@ -76,6 +76,15 @@ class DiffusionSFTConfig(SFTConfig):
     summary_length: int = field(
         default=32, metadata={"help": "Positions of the summary slot (slot-aligned layout)."}
     )
+    path_isolation: bool = field(
+        default=False,
+        metadata={
+            "help": "Train with isolated paths (docs/design.md §10): path j attends to the prompt and itself only, the "
+            "summary to everything, and every path slot starts at the same position. The model is then decoded with "
+            "`generate(path_isolation=True)` (set in its saved generation config). Needs `slot_aligned=True`; with "
+            "`loss_weight='cart'` the distances are between positions that can see each other."
+        },
+    )
     # ---- evaluation
     eval_mc_samples: int = field(
         default=1,
@@ -113,6 +122,11 @@ class DiffusionSFTConfig(SFTConfig):
         if self.structured_masking and not self.slot_aligned:
             raise ValueError(
                 "structured_masking needs slot_aligned=True (it masks paths and summary differently)."
+            )
+        if self.path_isolation and not self.slot_aligned:
+            raise ValueError(
+                "path_isolation=True needs slot_aligned=True: the isolated mask and positions are built from the "
+                "slot-aligned canvas layout (nap_m, path_length, summary_length)."
             )
         if self.eval_mc_samples < 1:
             raise ValueError(f"eval_mc_samples must be >= 1, got {self.eval_mc_samples}.")

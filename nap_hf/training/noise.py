@@ -22,6 +22,7 @@ __all__ = [
     "sample_noise",
     "row_seeds",
     "cart_weights",
+    "isolated_cart_weights",
     "position_weights",
     "diffusion_loss_terms",
     "masked_predictions",
@@ -135,18 +136,43 @@ def cart_weights(masked: torch.BoolTensor, p: float = 0.1) -> torch.Tensor:
     return (w * masked).to(torch.float32)
 
 
+def isolated_cart_weights(
+    masked: torch.BoolTensor, visible: torch.BoolTensor, positions: torch.LongTensor, p: float = 0.1
+) -> torch.Tensor:
+    """CART weights under path isolation (docs/design.md §10): a masked position i gets the sum over the unmasked
+    j != i that i can attend to (`visible` (B, L, L)) of 0.5 p (1 - p)^(d - 1), d = |positions_i - positions_j|
+    (RoPE positions, not columns: isolated paths share positions). Dense, O(L^2) per row."""
+    if not 0 < p < 1:
+        raise ValueError(f"cart p must be in (0, 1), got {p}.")
+    pos = positions.to(torch.float64)
+    d = (pos[:, :, None] - pos[:, None, :]).abs().clamp(min=1)
+    keep = visible & (~masked)[:, None, :]
+    keep = keep & ~torch.eye(masked.shape[1], dtype=torch.bool, device=masked.device)[None]
+    w = (0.5 * p * (1 - p) ** (d - 1) * keep).sum(-1)
+    return (w * masked).to(torch.float32)
+
+
 def position_weights(
-    kind: WeightKind, noised: NoisedBatch, *, eps: float = 1e-3, cart_p: float = 0.1
+    kind: WeightKind,
+    noised: NoisedBatch,
+    *,
+    eps: float = 1e-3,
+    cart_p: float = 0.1,
+    visible: torch.BoolTensor | None = None,
+    positions: torch.LongTensor | None = None,
 ) -> torch.Tensor:
     """Per-position loss weights (B, L), zero off the masked positions.
     `elbo`: 1 / p (the position's masking probability: p_mask, or the structured schedule's);
-    `one_minus_t`: 1 - t; `cart`: :func:`cart_weights`; `uniform`: 1."""
+    `one_minus_t`: 1 - t; `cart`: :func:`cart_weights`, or with `visible` (B, L, L) and `positions` (B, L) of
+    path isolation :func:`isolated_cart_weights`; `uniform`: 1."""
     masked = noised.masked
     if kind == "elbo":
         w = 1.0 / noised.p_position.clamp(min=eps)
     elif kind == "one_minus_t":
         w = (1 - noised.t)[:, None].expand_as(noised.p_position)
     elif kind == "cart":
+        if visible is not None:
+            return isolated_cart_weights(masked, visible, positions, cart_p)
         return cart_weights(masked, cart_p)
     elif kind == "uniform":
         w = torch.ones_like(noised.p_position)

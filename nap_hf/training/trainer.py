@@ -17,6 +17,7 @@ from trl import SFTTrainer
 from .. import hub as _hub
 from ..alignment import model_shifts_logits
 from ..data.format import build_layout, encode_segment, parse_instance, render_slot_aligned
+from ..isolation import IsolatedInputs, isolated_inputs
 from .config import DiffusionSFTConfig
 from .lora import check_lora_targets, default_lora_target_modules
 from .noise import (
@@ -138,6 +139,17 @@ class DiffusionSFTTrainer(SFTTrainer):
         self.loss_is_scaled_for_ga = True  # the loss is divided by the global item count (see compute_loss)
         self.mask_token_id = self._resolve_mask_token_id()
         self.shift_logits = model_shifts_logits(self.accelerator.unwrap_model(self.model))
+        self.isolation_layout = (
+            build_layout(self._tokenizer, args.nap_m, args.path_length, args.summary_length)
+            if args.path_isolation
+            else None
+        )
+        if (
+            args.path_isolation
+        ):  # saved with the weights: generate() then knows the model was trained isolated
+            base = self.accelerator.unwrap_model(self.model)
+            base = getattr(base, "get_base_model", lambda: base)()
+            base.config.path_isolation = True
 
     # ------------------------------------------------------------------ ids
     def _eos_id(self) -> int:
@@ -268,20 +280,41 @@ class DiffusionSFTTrainer(SFTTrainer):
             total = self.accelerator.gather(total).sum()
         return total
 
+    def isolated_inputs(self, inputs: dict, dtype: torch.dtype = torch.float32) -> IsolatedInputs:
+        """The isolated attention mask and positions of a slot-aligned micro-batch (`path_isolation=True`): the
+        same function the decoder calls (`nap_hf.isolation.isolated_inputs`). Every column is real (the EOS
+        padding after the summary is trained response); the layout starts after each row's prompt."""
+        segments = inputs["segments"]
+        body_start = (segments == SEG_PROMPT).sum(-1)
+        real = torch.ones_like(segments, dtype=torch.bool)
+        return isolated_inputs(self.isolation_layout, real, body_start, dtype=dtype)
+
     def _loss_sum(self, model, inputs: dict, noised: NoisedBatch) -> torch.Tensor:
         masked = noised.masked
+        extra: dict[str, torch.Tensor] = {}
+        isolated = None
+        if self.isolation_layout is not None:
+            isolated = self.isolated_inputs(inputs, self._activation_dtype(model))
+            extra = {"attention_mask": isolated.attention_mask, "position_ids": isolated.position_ids}
         out = (
-            model(input_ids=noised.noisy_input_ids, prediction_mask=masked)
+            model(input_ids=noised.noisy_input_ids, prediction_mask=masked, **extra)
             if self._takes_prediction_mask(model)
             else None
         )
         logits = (
             out.logits
             if out is not None
-            else masked_predictions(model(input_ids=noised.noisy_input_ids).logits, masked, self.shift_logits)
+            else masked_predictions(
+                model(input_ids=noised.noisy_input_ids, **extra).logits, masked, self.shift_logits
+            )
         )
         weights = position_weights(
-            self.args.loss_weight, noised, eps=self.args.diffusion_eps, cart_p=self.args.cart_p
+            self.args.loss_weight,
+            noised,
+            eps=self.args.diffusion_eps,
+            cart_p=self.args.cart_p,
+            visible=isolated.visible if isolated is not None else None,
+            positions=isolated.position_ids if isolated is not None else None,
         )
         return diffusion_loss_terms(
             logits,
@@ -291,6 +324,14 @@ class DiffusionSFTTrainer(SFTTrainer):
             inputs["segments"],
             normalization=self.args.loss_normalization,
         )
+
+    def _activation_dtype(self, model) -> torch.dtype:
+        """The dtype of the additive mask: the parameters' floating dtype (under autocast float32 masks are fine,
+        the kernel adds them in the scores' dtype)."""
+        for p in self.accelerator.unwrap_model(model).parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
 
     def _takes_prediction_mask(self, model) -> bool:
         base = self.accelerator.unwrap_model(model)

@@ -106,12 +106,23 @@ class DreamBaseModel(Qwen2Model):
         cache = partial_forward_cache(cache, kwargs.pop("past_key_values", None), cache_position, ref)
         if position_ids is None:
             position_ids = cache_position_ids(attention_mask, ref, cache_position)
-        if cache is not None:  # one padding mask over the whole cached canvas, for every query
+        custom = (
+            attention_mask is not None and not isinstance(attention_mask, dict) and attention_mask.dim() == 4
+        )
+        if (
+            cache is not None or custom
+        ):  # one mask for every layer: padding over the cached canvas, or 4D (isolation)
             dtype = inputs_embeds.dtype if inputs_embeds is not None else self.embed_tokens.weight.dtype
             mask = bidirectional_attention_mask(attention_mask, dtype, self.config._attn_implementation)
             attention_mask = dict.fromkeys(set(self.config.layer_types), mask)
+        if cache is not None:
             kwargs["cache"] = cache
-        elif attention_mask is not None and attention_mask.dim() == 2 and bool(attention_mask.all()):
+        elif (
+            not custom
+            and attention_mask is not None
+            and attention_mask.dim() == 2
+            and bool(attention_mask.all())
+        ):
             attention_mask = None
         kwargs["use_cache"] = False
         return super().forward(
