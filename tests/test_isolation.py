@@ -458,3 +458,47 @@ def test_isolated_training_saves_the_flag_and_decodes_without_a_warning(llada_di
     finally:
         hf_logging.disable_propagation()
     assert len(out.paths[0]) == 3
+
+
+# ---------------------------------------------------------------------------------------------- distributed paths
+@pytest.mark.parametrize("nproc,m", [(2, 3), (3, 4)])
+def test_distributed_paths_equal_one_process(llada_dir, tmp_path, nproc, m):
+    """torchrun with 2 and 3 CPU processes (gloo): every rank returns exactly the single-process result (tokens,
+    trace, NFE), and each rank ran the trunk on its own share of the paths only during the path phase."""
+    import json
+    import os
+    import sys
+
+    from .scripts import ROOT, run_script
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "tests" / "distributed_paths.py")
+    run_script(
+        [sys.executable, script, str(llada_dir), str(tmp_path / "single"), "--paths", str(m)],
+        env,
+        timeout=120,
+    )
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    launcher += ["--master_port", str(29540 + nproc)]
+    run_script(
+        [*launcher, script, str(llada_dir), str(tmp_path / "multi"), "--paths", str(m)], env, timeout=240
+    )
+    single = json.loads((tmp_path / "single" / "rank0.json").read_text())
+    shares = path_shares(m, nproc)
+    R = 2 + 6  # the longest header (2 tokens) + path_length
+    B = 2
+    path_steps = None
+    for rank in range(nproc):
+        got = json.loads((tmp_path / "multi" / f"rank{rank}.json").read_text())
+        assert got["sequences"] == single["sequences"] and got["trace"] == single["trace"]
+        assert got["nfe"] == single["nfe"]
+        c = got["counters"]
+        assert c["local_paths"] == shares[rank]
+        # path steps over this rank's paths only, then ONE pass over all m paths for the summary's keys
+        steps = (c["path_tokens"] - B * m * R) // (B * len(shares[rank]) * R)
+        assert c["path_tokens"] == steps * B * len(shares[rank]) * R + B * m * R
+        assert path_steps in (None, steps)
+        path_steps = steps
+    assert (
+        single["counters"]["path_passes"] == path_steps + 1
+    )  # one process: the same steps, then the same pass
