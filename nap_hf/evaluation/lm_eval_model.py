@@ -305,7 +305,10 @@ _PLUMBING = {
     "num_return_sequences",
 }
 GENERATE_OPTIONS: tuple[str, ...] = tuple(
-    k for k in DIFFUSION_FIELDS if k not in _PLUMBING | {"seed", "header_ids"}
+    # distribute_paths: lm-eval's processes hold different requests (plan_generate refuses it)
+    k
+    for k in DIFFUSION_FIELDS
+    if k not in _PLUMBING | {"seed", "header_ids", "distribute_paths"}
 )
 # lm-eval's own generation keywords, handled here (see the module doc)
 _LM_EVAL_GEN_KEYS = ("until", "do_sample", "max_gen_toks")

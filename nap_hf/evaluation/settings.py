@@ -120,6 +120,12 @@ def plan_generate(
             else DIFFUSION_FIELDS[name]
         )
 
+    if options.get("distribute_paths"):
+        raise ValueError(
+            "distribute_paths is not an evaluation option: evaluation processes hold different prompts, while "
+            "distributed paths need every process to decode the same ones (docs/generation.md). Leave it unset; "
+            "path_isolation=True alone decodes the paths as rows in each process."
+        )
     if tokens_per_step is not None and "steps" in options:
         raise ValueError("pass either `steps` or `tokens_per_step`, not both.")
     kwargs, notes = dict(options), []
