@@ -241,6 +241,7 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
             "nap_m",
             "path_length",
             "summary_length",
+            "path_isolation",
         )
         if k in cfg
     }
@@ -264,7 +265,7 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         for f in sorted(Path(results).glob(f"{kind}-*-n*.json")):
             r = json.loads(f.read_text())
             evals.append(row(f"toy arithmetic, {r['n']} held-out problems", r))
-    name = "nap-tiny" if kind == "nap" else "nap-tiny-longcot"
+    name = {"nap": "nap-tiny", "longcot": "nap-tiny-longcot", "nap-isolated": "nap-tiny-isolated"}[kind]
     card = render_model_card(
         model_name=name,
         repo_id=f"models/{name}",
@@ -276,7 +277,9 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         tags=["toy", "nap-tiny"],
         license="apache-2.0",
     )
-    data = "NAP variant (m = 3 paths + summary, slot-aligned)" if kind == "nap" else "Long-CoT variant"
+    data = "Long-CoT variant" if kind == "longcot" else "NAP variant (m = 3 paths + summary, slot-aligned)"
+    if kind == "nap-isolated":
+        return card + _isolated_provenance(phases, steps, cfg)
     commands = (
         "; then ".join(f"`python recipes/nap_tiny.py train --config {c}`" for c, _ in phases) or "`train`"
     )
@@ -304,6 +307,21 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
     )
 
 
+def _isolated_provenance(phases: list, steps: int, cfg: dict) -> str:
+    """The provenance of nap-tiny-isolated: fine-tuned from the shipped nap-tiny with isolated paths."""
+    commands = "; then ".join(f"`python recipes/nap_tiny.py train --config {c}`" for c, _ in phases)
+    return (
+        "\n## Provenance\n\nFine-tuned on a 2-core CPU by this repository's recipe "
+        f"({commands}; {steps} steps, lr {cfg.get('learning_rate')} {cfg.get('lr_scheduler_type')}, "
+        f"{cfg.get('warmup_steps', 0)} warm-up steps, seed {cfg.get('seed')}, batch "
+        f"{cfg.get('per_device_train_batch_size')}) from `models/nap-tiny` (trained with full attention), on the "
+        "same NAP data of the toy arithmetic task (`nap_hf.data.toy_arithmetic`, seed 0, 200,000 instances), with "
+        "`path_isolation: true`: each path attends to the question and itself only, the summary to everything, and "
+        "every path slot starts at the same position (docs/isolation.md). Decode it with "
+        "`generate(path_isolation=True)`, which its generation config sets. It is a toy: it only knows this task.\n"
+    )
+
+
 def export(run: str, to: str, kind: str, config: str | None = None, results: str | None = None) -> None:
     """Copy the trained model of `run` to `to` with generation defaults for `kind` (parallel_forced for NAP)
     and a model card."""
@@ -316,7 +334,7 @@ def export(run: str, to: str, kind: str, config: str | None = None, results: str
 
     model = AutoModel.from_pretrained(run)
     tok = AutoTokenizer.from_pretrained(run)
-    if kind == "nap":
+    if kind in ("nap", "nap-isolated"):
         # the slots the model was trained on (the training YAML when given; else the default task's)
         cfg = yaml.safe_load(Path(config).read_text()) if config else {}
         path_length = cfg.get("path_length", TOY_PATH_LENGTH)
@@ -327,6 +345,7 @@ def export(run: str, to: str, kind: str, config: str | None = None, results: str
             path_length=path_length,
             summary_length=summary_length,
             steps=3 * path_length + summary_length,
+            path_isolation=kind == "nap-isolated",
             mask_token_id=model.config.mask_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
@@ -386,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         parser.add_argument("--run", required=True)
         parser.add_argument("--to", required=True)
-        parser.add_argument("--kind", choices=["nap", "longcot"], required=True)
+        parser.add_argument("--kind", choices=["nap", "longcot", "nap-isolated"], required=True)
         parser.add_argument("--config", default=None, help="the training YAML (for the card)")
         parser.add_argument(
             "--results", default=None, help="benchmarks/results/toy_replication (for the card)"

@@ -148,6 +148,26 @@ def test_each_phase_config_continues_the_previous_one(kind, phase):
     assert (this["max_steps"], this["learning_rate"]) == (other["max_steps"], other["learning_rate"])
 
 
+def test_isolated_config_fine_tunes_the_shipped_model_on_the_same_data_and_canvas():
+    """nap-tiny-isolated starts from the shipped nap-tiny, on the data and canvas of its last phase, with
+    `path_isolation: true` and a data order of its own; the YAML parses into a DiffusionSFTConfig."""
+    import yaml
+
+    from nap_hf import DiffusionSFTConfig
+
+    def load(name: str) -> dict:
+        return yaml.safe_load((REPO / "recipes" / "configs" / name).read_text())
+
+    iso, last = load("tiny_nap_isolated_cpu.yaml"), load(phase_config("nap", SHIPPED_PHASES))
+    assert iso["model_name_or_path"] == "models/nap-tiny" and iso["path_isolation"] is True
+    same = ("dataset_name", "slot_aligned", "nap_m", "path_length", "summary_length", "loss_weight")
+    assert {k: iso[k] for k in same} == {k: last[k] for k in same}
+    assert iso["seed"] not in {load(phase_config("nap", n))["seed"] for n in range(1, SHIPPED_PHASES + 1)}
+    keys = DiffusionSFTConfig.__dataclass_fields__
+    args = DiffusionSFTConfig(**{k: v for k, v in iso.items() if k in keys})
+    assert args.path_isolation and args.slot_aligned
+
+
 def _script_module(relpath: str):
     """A script of the repository as a module (recipes/ and benchmarks/ are not packages)."""
     import importlib.util
@@ -214,7 +234,7 @@ def test_joined_learning_curve_counts_steps_across_phases(tmp_path, recipe):
     ]  # no config: one run
 
 
-@pytest.mark.parametrize("name", ["nap-tiny", "nap-tiny-longcot"])
+@pytest.mark.parametrize("name", ["nap-tiny", "nap-tiny-longcot", "nap-tiny-isolated"])
 def test_shipped_models_load_offline_and_are_small(name):
     """The embedded checkpoints: at most 25 MB, loaded by path, with a card and the generation defaults."""
     from transformers import AutoModel, AutoTokenizer
@@ -227,10 +247,14 @@ def test_shipped_models_load_offline_and_are_small(name):
     assert sum(f.stat().st_size for f in path.iterdir()) < 25 * 2**20
     model = AutoModel.from_pretrained(path)
     AutoTokenizer.from_pretrained(path)
-    expected = "parallel_forced" if name == "nap-tiny" else "confidence"
+    expected = "confidence" if name == "nap-tiny-longcot" else "parallel_forced"
     assert model.generation_config.strategy == expected
     card = (path / "README.md").read_text()
-    assert "trained from scratch" in card.lower() and "toy arithmetic" in card
+    isolated = name == "nap-tiny-isolated"
+    assert bool(model.generation_config.path_isolation) == isolated
+    assert bool(getattr(model.config, "path_isolation", False)) == isolated
+    origin = "fine-tuned on a 2-core cpu" if isolated else "trained from scratch"
+    assert origin in card.lower() and "toy arithmetic" in card
 
 
 def test_sampled_toy_decoding_is_seeded_and_reaches_the_benchmark_files():

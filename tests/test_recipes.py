@@ -81,7 +81,7 @@ PAPER_CONFIGS = {
 def test_every_config_is_covered():
     from tests.test_nap_tiny import SHIPPED_PHASES, phase_config
 
-    tiny = {"tiny_cpu.yaml"} | {
+    tiny = {"tiny_cpu.yaml", "tiny_nap_isolated_cpu.yaml"} | {
         phase_config(kind, n) for kind in ("nap", "longcot") for n in range(1, SHIPPED_PHASES + 1)
     }  # tiny_*: tested in test_nap_tiny.py
     assert {p.name for p in CONFIGS.glob("*.yaml")} == set(PAPER_CONFIGS) | tiny
