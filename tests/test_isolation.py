@@ -171,6 +171,38 @@ def test_isolated_rows_equal_the_whole_canvas_under_the_mask(model64, kwargs):
     assert not torch.equal(full.sequences, fast.sequences)
 
 
+@pytest.mark.parametrize("mode", ["dual", "prefix"])
+def test_a_cache_in_the_path_rows_refreshed_every_step_equals_none(model64, mode):
+    """Fast-dLLM's cache inside the path rows: refreshed every step it is exactly no cache; under the default
+    refresh it recomputes only the active blocks' columns between refreshes, and still decodes every slot."""
+    ids, mask = padded(model64)
+    plain = decode(model64, ids, mask, path_isolation=True, steps=22, block_length=3)
+    every = decode(
+        model64,
+        ids,
+        mask,
+        path_isolation=True,
+        steps=22,
+        block_length=3,
+        cache_implementation=mode,
+        cache_refresh=1,
+    )
+    assert torch.equal(plain.sequences, every.sequences) and torch.equal(plain.trace, every.trace)
+    counter = QueryCounter(model64)
+    try:
+        cached = decode(
+            model64, ids, mask, path_isolation=True, steps=22, block_length=3, cache_implementation=mode
+        )
+    finally:
+        counter.remove()
+    assert not bool((cached.sequences == model64.config.mask_token_id).any())
+    B, P = ids.shape
+    path_calls = [c for c in counter.calls[1:] if c[2] is not None and c[2] >= P and c[0] == B * 3]
+    R = 3 + 6  # the longest header (3 tokens) + path_length
+    assert any(q < R for _, q, _ in path_calls)  # partial passes over the active blocks only
+    assert all(q <= R for _, q, _ in path_calls)
+
+
 def test_an_isolated_path_does_not_depend_on_the_others(model64):
     """Under the mask, path 1's outputs do not change when path 2's tokens do; the summary's do."""
     lay = layout()
@@ -248,7 +280,11 @@ def test_isolation_errors_name_the_fix(llada64):
     with pytest.raises(ValueError, match="cfg_scale"):
         decode(llada64, ids, None, path_isolation=True, cfg_scale=1.0, steps=11)
     with pytest.raises(ValueError, match="cache_implementation=None"):
-        decode(llada64, ids, None, path_isolation=True, cache_implementation="dual", block_length=3, steps=22)
+        decode(
+            llada64, ids, None, path_isolation="masked", cache_implementation="dual", block_length=3, steps=22
+        )
+    with pytest.raises(ValueError, match="block_length"):
+        decode(llada64, ids, None, path_isolation=True, cache_implementation="dual", steps=22)
     with pytest.raises(ValueError, match="path_isolation=.*unknown"):
         decode(llada64, ids, None, path_isolation="rows", steps=11)
     with pytest.raises(ValueError, match="torch.distributed"):
@@ -266,9 +302,7 @@ def test_a_model_trained_without_isolation_gets_a_warning(llada64, caplog):
 
     from nap_hf.generation import isolated
 
-    isolated.logger.warning_once.cache_clear() if hasattr(
-        isolated.logger.warning_once, "cache_clear"
-    ) else None
+    isolated.logger.warning_once.cache_clear()  # an lru_cache: an earlier test may have warned already
     hf_logging.enable_propagation()
     try:
         ids = random_prompt(llada64, 4)
@@ -399,7 +433,7 @@ def test_isolated_training_loss_is_the_decoder_layout(arch, llada_dir, dream_dir
     full_attention = trainer(False)
     assert (
         abs(
-            float(full_attention.compute_loss(full_attention.model, dict(batch, _noised=noised)))
+            float(full_attention.compute_loss(full_attention.model, dict(batch, _noised=noised)).detach())
             - float(loss)
         )
         > 1e-6

@@ -22,7 +22,7 @@ from transformers.utils import logging
 
 from ..alignment import align_predictions
 from ..isolation import IsolatedInputs, isolated_inputs, path_header_width
-from .cache import DiffusionCache, DiffusionCacheLayer
+from .cache import DiffusionCache, DiffusionCacheLayer, window_columns
 
 logger = logging.get_logger(__name__)
 
@@ -70,11 +70,11 @@ def check_isolation(model, cfg, canvas) -> None:
                 f"{type(model).__name__} takes no DiffusionCache (partial forwards), which path_isolation=True needs; "
                 "use path_isolation='masked' (the whole canvas under the isolated mask)."
             )
-        if cfg.cache_implementation is not None:
-            raise ValueError(
-                "path_isolation=True already keeps an exact prompt cache and computes only the paths (then the "
-                "summary); pass cache_implementation=None."
-            )
+    if cfg.path_isolation == "masked" and cfg.cache_implementation is not None:
+        raise ValueError(
+            "path_isolation='masked' is the exact reference and takes no cache: pass cache_implementation=None, or "
+            "path_isolation=True (its path rows take the cache)."
+        )
     if cfg.distribute_paths:
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             raise ValueError(
@@ -112,7 +112,14 @@ class IsolatedPathsForward:
     `path_passes` / `summary_passes`."""
 
     def __init__(
-        self, model, canvas, attention_mask: torch.Tensor | None, shift: bool, distribute: bool = False
+        self,
+        model,
+        canvas,
+        attention_mask: torch.Tensor | None,
+        shift: bool,
+        distribute: bool = False,
+        cache_implementation: str | None = None,
+        cache_refresh="any",
     ):
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
@@ -161,6 +168,14 @@ class IsolatedPathsForward:
         self.window = None
         self.prompt_tokens = self.path_tokens = self.summary_tokens = 0
         self.path_passes = self.summary_passes = 0
+        # Fast-dLLM's dual / prefix cache INSIDE the path rows (docs/caching.md): a path step recomputes only the
+        # active blocks' row columns (dual) or from the first of them on (prefix), and refreshes the whole rows
+        # under `cache_refresh`; the prompt's keys and values stay exact and are never recomputed
+        self.cache_mode, self.cache_refresh = cache_implementation, cache_refresh
+        self.last_window: torch.BoolTensor | None = None
+        self.since_refresh = 0
+        self.rows_dirty = True
+        self.recomputed: torch.BoolTensor | None = None  # canvas columns the last path pass recomputed
 
     # ------------------------------------------------------------------ the passes
     def _prompt_pass(self, x: torch.LongTensor) -> None:
@@ -193,27 +208,55 @@ class IsolatedPathsForward:
             self.path_caches[paths] = cache
         return cache
 
-    def _path_pass(self, x: torch.LongTensor, paths: tuple[int, ...]) -> torch.Tensor:
-        """Hidden states (B, n, R, D) of the rows of `paths` (0-based) for the canvas `x`."""
+    def _row_columns(
+        self, paths: tuple[int, ...], window: torch.BoolTensor | None
+    ) -> torch.LongTensor | None:
+        """The row columns this path step recomputes under the cache in the rows (None: all R, a refresh)."""
+        if self.cache_mode is None or window is None:
+            return None
+        src = self.src[list(paths)]
+        row_window = (window[src.clamp(min=0)] & (src >= 0)).any(0)  # (R,) active in some path
+        refresh = self.rows_dirty or self.last_window is None
+        if not refresh:
+            if isinstance(self.cache_refresh, int):
+                refresh = self.since_refresh >= self.cache_refresh
+            elif self.cache_refresh == "all":
+                refresh = not bool((row_window & self.last_window).any())
+            else:
+                refresh = not torch.equal(row_window, self.last_window)
+        if refresh:
+            self.last_window, self.since_refresh, self.rows_dirty = row_window, 1, False
+            return None
+        self.since_refresh += 1
+        return window_columns(row_window, self.cache_mode, self.shift)
+
+    def _path_pass(
+        self, x: torch.LongTensor, paths: tuple[int, ...], cols: torch.LongTensor | None = None
+    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        """Hidden states (B, n, Q, D) of the rows of `paths` (0-based) for the canvas `x` at the row columns `cols`
+        (Q of them; None = all R), and the (n, Q) canvas columns they are (-1: a short header's padding)."""
         n = len(paths)
-        src = self.src[list(paths)]  # (n, R)
+        whole = self.src[list(paths)]  # (n, R)
+        src = whole if cols is None else whole[:, cols]
         valid = src >= 0
-        cols = src.clamp(min=0)
-        ids = x[:, cols].masked_fill(~valid, 0).reshape(self.B * n, self.R)
-        pos = self.positions[:, cols].masked_fill(~valid, 0).reshape(self.B * n, self.R)
-        real = torch.cat(
-            [self.prompt_real[:, None, :].expand(-1, n, -1), valid[None].expand(self.B, -1, -1)], -1
+        row_cols = torch.arange(self.R, device=x.device) if cols is None else cols
+        Q = row_cols.numel()
+        canvas_cols = src.clamp(min=0)
+        ids = x[:, canvas_cols].masked_fill(~valid, 0).reshape(self.B * n, Q)
+        pos = self.positions[:, canvas_cols].masked_fill(~valid, 0).reshape(self.B * n, Q)
+        real = torch.cat(  # the keys: the prompt and every real column of the row
+            [self.prompt_real[:, None, :].expand(-1, n, -1), (whole >= 0)[None].expand(self.B, -1, -1)], -1
         ).reshape(self.B * n, self.P + self.R)
         hidden = self.decoder(
             input_ids=ids,
             attention_mask=None if bool(real.all()) else real.long(),
             position_ids=pos,
             cache=self._path_cache(paths),
-            cache_position=torch.arange(self.P, self.P + self.R, device=x.device),
+            cache_position=self.P + row_cols,
         ).last_hidden_state
         self.path_tokens += ids.numel()
         self.path_passes += 1
-        return hidden.reshape(self.B, n, self.R, -1)
+        return hidden.reshape(self.B, n, Q, -1), src
 
     def _refresh_path_keys(self, paths: tuple[int, ...]) -> None:
         """Copy the keys and values of `paths`' rows (just computed by a path pass) into the canvas cache."""
@@ -287,12 +330,18 @@ class IsolatedPathsForward:
         ran_all = False
         if need_paths:
             local = tuple(self.local)
-            h = self._path_pass(x, local)  # (B, n, R, D)
+            cols = self._row_columns(local, window)
+            h, src = self._path_pass(x, local, cols)  # (B, n, Q, D), (n, Q)
             full = h.new_zeros(self.B, self.L, h.shape[-1])
-            src = self.src[list(local)]
             valid = src >= 0
             full[:, src[valid]] = h[:, valid]
-            ran_all = len(local) == self.layout.m
+            self.recomputed = torch.zeros(self.L, dtype=torch.bool, device=x.device)
+            self.recomputed[src[valid]] = True
+            if bool((need & self.path_columns & ~self.recomputed).any()):
+                raise RuntimeError(
+                    "a strategy asked for path columns outside its active window (StepPlan.window)."
+                )
+            ran_all = cols is None and len(local) == self.layout.m
         if need_summary:
             if not self.gathered:
                 self._gather_paths(x)
@@ -319,6 +368,12 @@ class IsolatedPathsForward:
         return out
 
     def committed(self, commit: torch.BoolTensor) -> None:
-        """After a step: a commit in a path column makes the canvas cache's path keys and values stale."""
-        if bool((commit & self.path_columns[None, :]).any()):
+        """After a step: a commit in a path column makes the canvas cache's path keys and values stale; with the
+        cache in the rows, a commit outside the columns the last partial pass recomputed (early-exit filler)
+        makes the next path step refresh the rows."""
+        in_paths = commit & self.path_columns[None, :]
+        if bool(in_paths.any()):
             self.paths_stale = True
+            if self.cache_mode is not None and self.recomputed is not None:
+                if bool((in_paths & ~self.recomputed[None, :]).any()):
+                    self.rows_dirty = True

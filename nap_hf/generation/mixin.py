@@ -333,7 +333,15 @@ class DiffusionGenerationMixin:
         )
         if canvas.isolation is not None:
             if cfg.path_isolation is True:  # the paths as rows over one exact prompt cache (§10)
-                cached = IsolatedPathsForward(self, canvas, attn, shift, distribute=cfg.distribute_paths)
+                cached = IsolatedPathsForward(
+                    self,
+                    canvas,
+                    attn,
+                    shift,
+                    distribute=cfg.distribute_paths,
+                    cache_implementation=cfg.cache_implementation,
+                    cache_refresh=cfg.cache_refresh,
+                )
             else:  # "masked": the whole canvas under the isolated mask (the exact reference)
                 attn = canvas.isolation.attention_mask
 
