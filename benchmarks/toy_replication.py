@@ -417,20 +417,36 @@ def isolation_report(
         "(committed, not fillable) and paths 2-3 and the summary are decoded again by the same rule. Under "
         "isolation paths 2-3 cannot see path 1, so they cannot change; with full attention they can. Accuracy of "
         "the summary (%), of the vote over all three paths (%), paths 2-3 with the right result (%), problems "
-        "whose paths 2-3 changed (any token, %) and whose answer changed (%).",
+        "whose paths 2-3 changed (any token, %) and whose answer changed (%); wrong answers that are the foreign "
+        "path 1's result (% of problems).",
         "",
         "| model | accuracy (normal) | accuracy (probe) | vote (probe) | paths 2-3 right | paths 2-3 changed | "
-        "answer changed |",
-        "|---|---|---|---|---|---|---|",
+        "answer changed | wrong = foreign result |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind in ("nap", "iso"):
         r = probes.get(kind)
         if not r:
-            lines.append(f"| {model(kind)} | n/a | n/a | n/a | n/a | n/a | n/a |")
+            lines.append(f"| {model(kind)} | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
             continue
+        recs = r.get("records") or []
+        foreign = (
+            _pct(
+                sum(
+                    not x["correct"]
+                    and bool(x["path_answers"])
+                    and x["path_answers"][0] is not None
+                    and x["path_answers"][0] == _as_int(x["answer"])
+                    for x in recs
+                )
+                / len(recs)
+            )
+            if recs
+            else "n/a"
+        )
         lines.append(
             f"| {model(kind, r)} | {_pct(r['normal_accuracy'])} | {_pct(r['accuracy'])} | {_pct(r['vote_accuracy'])} | "
-            f"{_pct(r['other_paths_right'])} | {_pct(r['paths_changed'])} | {_pct(r['answer_changed'])} |"
+            f"{_pct(r['other_paths_right'])} | {_pct(r['paths_changed'])} | {_pct(r['answer_changed'])} | {foreign} |"
         )
 
     lines += [

@@ -197,7 +197,9 @@ def test_configurations_keys_and_report(bench, tmp_path):
         "| nap-tiny-isolated [checkpoint-9 (step 9)] | 2 | 66.7 | 66.7 | 66.7 | 33.3 | 33.3 / 33.3 | 33 |"
         in md
     )
-    assert "| nap-tiny-isolated [checkpoint-9 (step 9)] | 100.0 | 50.0 | 50.0 | 100.0 | 0.0 | 50.0 |" in md
+    assert (
+        "| nap-tiny-isolated [checkpoint-9 (step 9)] | 100.0 | 50.0 | 50.0 | 100.0 | 0.0 | 50.0 | n/a |" in md
+    )
     assert "| nap-tiny | 1 | n/a |" in md  # rows without a run say so
 
     ckpt = tmp_path / "checkpoint-9"
