@@ -158,6 +158,9 @@ class IsolatedPathsForward:
         self.shares = path_shares(layout.m, self.world)
         self.local = self.shares[self.rank]
         self.gathered = self.world == 1
+        self.local_columns = torch.zeros(L, dtype=torch.bool, device=device)
+        for j in self.local:
+            self.local_columns[src[j][src[j] >= 0]] = True
         self.trace: torch.Tensor | None = None  # the loop's trace, fixed up by the gather (set by the loop)
         self.prompt_cache: DiffusionCache | None = None
         self.path_caches: dict[tuple[int, ...], DiffusionCache] = {}
@@ -337,7 +340,7 @@ class IsolatedPathsForward:
             full[:, src[valid]] = h[:, valid]
             self.recomputed = torch.zeros(self.L, dtype=torch.bool, device=x.device)
             self.recomputed[src[valid]] = True
-            if bool((need & self.path_columns & ~self.recomputed).any()):
+            if bool((need & self.local_columns & ~self.recomputed).any()):
                 raise RuntimeError(
                     "a strategy asked for path columns outside its active window (StepPlan.window)."
                 )
@@ -359,10 +362,7 @@ class IsolatedPathsForward:
         if self.world > 1 and need_paths:
             # rows of other processes' paths get placeholder logits (the same on every process): the counts they
             # commit are the schedule's, and their tokens and trace are replaced by the owners' at the gather
-            foreign = self.path_columns.clone()
-            for j in self.local:
-                row = self.src[j]
-                foreign[row[row >= 0]] = False
+            foreign = self.path_columns & ~self.local_columns
             drop = foreign[None, :].expand_as(rows)[rows]
             out = out.masked_fill(drop[:, None], 0.0)
         return out
