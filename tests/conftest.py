@@ -47,3 +47,36 @@ def random_prompt(model, length: int, seed: int = 0, batch: int = 1) -> torch.Lo
     g = torch.Generator().manual_seed(seed)
     high = min(model.config.mask_token_id, model.config.eos_token_id, 256)
     return torch.randint(3, high, (batch, length), generator=g)
+
+
+class TrunkCalls:
+    """Records the trunk's forwards (a forward pre-hook): `calls` holds (batch, input length, first cache column
+    or None for a forward over the whole input) per call; `lengths` the input lengths (a partial forward is
+    shorter than the canvas)."""
+
+    def __init__(self, model):
+        self.calls: list[tuple[int, int, int | None]] = []
+        self.handle = model.get_decoder().register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        ids, pos = kwargs["input_ids"], kwargs.get("cache_position")
+        self.calls.append((ids.shape[0], ids.shape[1], None if pos is None else int(pos[0])))
+
+    @property
+    def lengths(self) -> list[int]:
+        return [length for _, length, _ in self.calls]
+
+    def close(self):
+        self.handle.remove()
+
+
+def padded_batch(model, lengths=(3, 6)):
+    """One random prompt per length, left-padded into a batch: (prompts, ids, attention mask)."""
+    pad = model.config.pad_token_id
+    prompts = [random_prompt(model, n, seed=n) for n in lengths]
+    P = max(lengths)
+    ids = torch.stack([torch.cat([torch.full((P - p.shape[1],), pad), p[0]]) for p in prompts])
+    mask = torch.stack(
+        [torch.cat([torch.zeros(P - p.shape[1]), torch.ones(p.shape[1])]).long() for p in prompts]
+    )
+    return prompts, ids, mask

@@ -62,3 +62,13 @@ def run_script(
     if check:
         assert child.returncode == 0, f"{' '.join(cmd)}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-6000:]}"
     return subprocess.CompletedProcess(cmd, child.returncode, out, err)
+
+
+def script_module(relpath: str):
+    """A script of the repository as a module (recipes/ and benchmarks/ are not packages)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(relpath).stem, ROOT / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

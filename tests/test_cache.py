@@ -18,7 +18,7 @@ from nap_hf.generation.cache import DiffusionCache
 from nap_hf.generation.strategies import llada_num_transfer_tokens, split_steps
 from nap_hf.testing import write_tiny_dream, write_tiny_llada
 
-from .conftest import random_prompt
+from .conftest import TrunkCalls, padded_batch, random_prompt
 
 HEADERS = [[5, 6], [7, 8], [9]]  # m = 2 path headers and the summary header, as token ids
 
@@ -42,31 +42,6 @@ class Record(LogitsProcessor):
     def __call__(self, input_ids, scores):
         self.steps.append(scores.clone())
         return scores
-
-
-class TrunkCalls:
-    """Counts the trunk's forwards by input length (a partial forward is shorter than the canvas)."""
-
-    def __init__(self, model):
-        self.lengths = []
-        self.handle = model.get_decoder().register_forward_pre_hook(self.hook, with_kwargs=True)
-
-    def hook(self, module, args, kwargs):
-        self.lengths.append(kwargs["input_ids"].shape[1])
-
-    def close(self):
-        self.handle.remove()
-
-
-def padded_batch(model, lengths=(3, 6)):
-    pad = model.config.pad_token_id
-    prompts = [random_prompt(model, n, seed=n) for n in lengths]
-    P = max(lengths)
-    ids = torch.stack([torch.cat([torch.full((P - p.shape[1],), pad), p[0]]) for p in prompts])
-    mask = torch.stack(
-        [torch.cat([torch.zeros(P - p.shape[1]), torch.ones(p.shape[1])]).long() for p in prompts]
-    )
-    return prompts, ids, mask
 
 
 def run(model, ids, mask=None, **kwargs):

@@ -23,7 +23,7 @@ from nap_hf.isolation import (
 )
 from nap_hf.training.noise import cart_weights, isolated_cart_weights
 
-from .conftest import random_prompt
+from .conftest import TrunkCalls, padded_batch, random_prompt
 
 # m = 3 path headers of unequal length (3, 1, 2 tokens) and a 2-token summary header
 HEADERS = [[5, 6, 7], [8], [9, 10], [11, 12]]
@@ -129,14 +129,9 @@ def test_path_shares_split_contiguously():
 
 
 # ---------------------------------------------------------------------------------------------- decoding
-def padded(model, lengths=(3, 6), seed=0):
-    B, P = len(lengths), max(lengths)
-    ids = random_prompt(model, P, seed=seed, batch=B)
-    mask = torch.ones(B, P, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        ids[b, : P - n] = model.config.eos_token_id
-        mask[b, : P - n] = 0
-    return ids, mask
+def padded(model, lengths=(3, 6)):
+    """A left-padded batch of random prompts: (ids, attention mask)."""
+    return padded_batch(model, lengths)[1:]
 
 
 PF = dict(strategy="parallel_forced", m=3, path_length=6, summary_length=4, header_ids=HEADERS)
@@ -188,13 +183,13 @@ def test_a_cache_in_the_path_rows_refreshed_every_step_equals_none(model64, mode
         cache_refresh=1,
     )
     assert torch.equal(plain.sequences, every.sequences) and torch.equal(plain.trace, every.trace)
-    counter = QueryCounter(model64)
+    counter = TrunkCalls(model64)
     try:
         cached = decode(
             model64, ids, mask, path_isolation=True, steps=22, block_length=3, cache_implementation=mode
         )
     finally:
-        counter.remove()
+        counter.close()
     assert not bool((cached.sequences == model64.config.mask_token_id).any())
     B, P = ids.shape
     path_calls = [c for c in counter.calls[1:] if c[2] is not None and c[2] >= P and c[0] == B * 3]
@@ -226,22 +221,6 @@ def test_an_isolated_path_does_not_depend_on_the_others(model64):
     assert (a[0, P + summ.start : P + summ.end] - b[0, P + summ.start : P + summ.end]).abs().max() > 1e-6
 
 
-class QueryCounter:
-    """A forward pre-hook on the trunk: the (batch, query tokens) of every call, and whether it wrote a cache."""
-
-    def __init__(self, model):
-        self.calls: list[tuple[int, int, int | None]] = []
-        self.handle = model.get_decoder().register_forward_pre_hook(self.hook, with_kwargs=True)
-
-    def hook(self, module, args, kwargs):
-        ids = kwargs.get("input_ids")
-        pos = kwargs.get("cache_position")
-        self.calls.append((ids.shape[0], ids.shape[1], None if pos is None else int(pos[0])))
-
-    def remove(self):
-        self.handle.remove()
-
-
 @pytest.mark.parametrize("lengths", [(3, 6), (6,)])
 def test_forward_hook_sees_only_path_rows_after_the_prompt_pass(model64, lengths):
     """The work really shrank: one prompt pass of B x P tokens; every path step at most B x m x (H + path_length)
@@ -250,11 +229,11 @@ def test_forward_hook_sees_only_path_rows_after_the_prompt_pass(model64, lengths
     B, P = ids.shape
     lay = layout(path_length=PF["path_length"], summary_length=PF["summary_length"])
     H = path_header_width(lay)
-    counter = QueryCounter(model64)
+    counter = TrunkCalls(model64)
     try:
         out = decode(model64, ids, mask, path_isolation=True, steps=11)
     finally:
-        counter.remove()
+        counter.close()
     first, rest = counter.calls[0], counter.calls[1:]
     assert first == (B, P, None)  # the prompt alone, once
     summary_cols = lay.length - lay.header_spans[-1].start

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.scripts import run_script
+from tests.scripts import run_script, script_module
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_PHASES = 4
@@ -168,20 +168,10 @@ def test_isolated_config_fine_tunes_the_shipped_model_on_the_same_data_and_canva
     assert args.path_isolation and args.slot_aligned
 
 
-def _script_module(relpath: str):
-    """A script of the repository as a module (recipes/ and benchmarks/ are not packages)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(Path(relpath).stem, REPO / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def recipe():
     """`recipes/nap_tiny.py` as a module."""
-    return _script_module("recipes/nap_tiny.py")
+    return script_module("recipes/nap_tiny.py")
 
 
 @pytest.mark.parametrize("kind", ["nap", "longcot"])
@@ -278,7 +268,7 @@ def test_sampled_toy_decoding_is_seeded_and_reaches_the_benchmark_files():
     paths = [[r["paths"] for r in records] for records in runs]
     assert paths[0] == paths[1] and paths[0] != paths[2]  # T = 5 flattens the softmax: not the argmax text
 
-    bench = _script_module("benchmarks/toy_replication.py")
+    bench = script_module("benchmarks/toy_replication.py")
     keys = [bench._key(kind, kw) for kind, kw in bench.configurations([1], 0.5)]
     assert "nap-parallel_forced-m3-T0.5-k1" in keys and all("-T0.5-" in k for k in keys)
     assert "nap-parallel_forced-m3-k1" in [bench._key(kind, kw) for kind, kw in bench.configurations([1])]

@@ -11,23 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.scripts import script_module
+
 REPO = Path(__file__).resolve().parent.parent
 NAP_TINY = REPO / "models" / "nap-tiny"
 
 
-def _script_module(relpath: str):
-    """A script of the repository as a module (benchmarks/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(Path(relpath).stem, REPO / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
-    return _script_module("benchmarks/toy_replication.py")
+    return script_module("benchmarks/toy_replication.py")
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ __all__ = [
     "DiffusionCache",
     "DiffusionCacheLayer",
     "check_cache_support",
+    "needs_refresh",
 ]
 
 CACHE_IMPLEMENTATIONS = ("prefix", "dual")
@@ -124,6 +125,21 @@ def window_columns(window: torch.BoolTensor, mode: str, shift: bool) -> torch.Lo
     return cols
 
 
+def needs_refresh(
+    refresh, window: torch.BoolTensor, last_window: torch.BoolTensor | None, since_refresh: int
+) -> bool:
+    """The refresh rule shared by every cached pass: refresh when nothing was computed yet, every N steps (an int
+    `refresh`), once no column of the last refresh's window is active ("all"), or whenever the window changed
+    ("any")."""
+    if last_window is None:
+        return True
+    if isinstance(refresh, int):
+        return since_refresh >= refresh
+    if refresh == "all":
+        return not bool((window & last_window).any())
+    return not torch.equal(window, last_window)
+
+
 class CachedForward:
     """The KV cache of one `generate` call and its refresh rule.
 
@@ -144,13 +160,7 @@ class CachedForward:
         self.dirty = True  # empty cache
 
     def _needs_refresh(self, window: torch.BoolTensor) -> bool:
-        if self.dirty or self.last_window is None:
-            return True
-        if isinstance(self.refresh, int):
-            return self.since_refresh >= self.refresh
-        if self.refresh == "all":
-            return not bool((window & self.last_window).any())
-        return not torch.equal(window, self.last_window)
+        return self.dirty or needs_refresh(self.refresh, window, self.last_window, self.since_refresh)
 
     def __call__(self, x: torch.LongTensor, rows: torch.BoolTensor, window: torch.BoolTensor) -> torch.Tensor:
         """Aligned logits (N, V) of the N positions of `rows` (row-major) of the (B, L) canvas `x`."""

@@ -22,7 +22,7 @@ from transformers.utils import logging
 
 from ..alignment import align_predictions
 from ..isolation import IsolatedInputs, isolated_inputs, path_header_width
-from .cache import DiffusionCache, DiffusionCacheLayer, window_columns
+from .cache import DiffusionCache, DiffusionCacheLayer, needs_refresh, window_columns
 
 logger = logging.get_logger(__name__)
 
@@ -163,12 +163,10 @@ class IsolatedPathsForward:
             self.local_columns[src[j][src[j] >= 0]] = True
         self.trace: torch.Tensor | None = None  # the loop's trace, fixed up by the gather (set by the loop)
         self.prompt_cache: DiffusionCache | None = None
-        self.path_caches: dict[tuple[int, ...], DiffusionCache] = {}
+        self.path_caches: dict[tuple[int, ...], tuple[DiffusionCache, torch.Tensor | None]] = {}
         self.canvas_cache: DiffusionCache | None = None
-        self.paths_stale = (
-            True  # the canvas cache's path keys / values do not reflect the paths as they stand
-        )
-        self.window = None
+        # whether the canvas cache's path keys and values lag behind the paths as they stand
+        self.paths_stale = True
         self.prompt_tokens = self.path_tokens = self.summary_tokens = 0
         self.path_passes = self.summary_passes = 0
         # Fast-dLLM's dual / prefix cache INSIDE the path rows (docs/caching.md): a path step recomputes only the
@@ -192,12 +190,19 @@ class IsolatedPathsForward:
         )
         self.prompt_tokens += x.shape[0] * self.P
 
-    def _path_cache(self, paths: tuple[int, ...]) -> DiffusionCache:
+    def _path_cache(self, paths: tuple[int, ...]) -> tuple[DiffusionCache, torch.Tensor | None]:
         """A cache over the (B x len(paths), P + R) path rows whose prompt columns hold the prompt's keys and
-        values (one copy per row; a partial forward rewrites the R path columns only)."""
-        cache = self.path_caches.get(paths)
-        if cache is None:
+        values (one copy per row; a partial forward rewrites the R path columns only), and the rows' padding mask
+        over those keys (None without padding). Built once per set of paths."""
+        if paths not in self.path_caches:
             n = len(paths)
+            real = torch.cat(  # the keys: the prompt and every real column of the row
+                [
+                    self.prompt_real[:, None, :].expand(-1, n, -1),
+                    (self.src[list(paths)] >= 0)[None].expand(self.B, -1, -1),
+                ],
+                -1,
+            ).reshape(self.B * n, self.P + self.R)
             cache = DiffusionCache()
             for layer in self.prompt_cache.layers:
                 k, v = layer.keys, layer.values  # (B, H_kv, P, hd)
@@ -208,8 +213,8 @@ class IsolatedPathsForward:
                     torch.cat([v, pad], 2).repeat_interleave(n, 0),
                 )
                 cache.layers.append(new)
-            self.path_caches[paths] = cache
-        return cache
+            self.path_caches[paths] = (cache, None if bool(real.all()) else real.long())
+        return self.path_caches[paths]
 
     def _row_columns(
         self, paths: tuple[int, ...], window: torch.BoolTensor | None
@@ -219,15 +224,9 @@ class IsolatedPathsForward:
             return None
         src = self.src[list(paths)]
         row_window = (window[src.clamp(min=0)] & (src >= 0)).any(0)  # (R,) active in some path
-        refresh = self.rows_dirty or self.last_window is None
-        if not refresh:
-            if isinstance(self.cache_refresh, int):
-                refresh = self.since_refresh >= self.cache_refresh
-            elif self.cache_refresh == "all":
-                refresh = not bool((row_window & self.last_window).any())
-            else:
-                refresh = not torch.equal(row_window, self.last_window)
-        if refresh:
+        if self.rows_dirty or needs_refresh(
+            self.cache_refresh, row_window, self.last_window, self.since_refresh
+        ):
             self.last_window, self.since_refresh, self.rows_dirty = row_window, 1, False
             return None
         self.since_refresh += 1
@@ -247,14 +246,12 @@ class IsolatedPathsForward:
         canvas_cols = src.clamp(min=0)
         ids = x[:, canvas_cols].masked_fill(~valid, 0).reshape(self.B * n, Q)
         pos = self.positions[:, canvas_cols].masked_fill(~valid, 0).reshape(self.B * n, Q)
-        real = torch.cat(  # the keys: the prompt and every real column of the row
-            [self.prompt_real[:, None, :].expand(-1, n, -1), (whole >= 0)[None].expand(self.B, -1, -1)], -1
-        ).reshape(self.B * n, self.P + self.R)
+        cache, key_mask = self._path_cache(paths)
         hidden = self.decoder(
             input_ids=ids,
-            attention_mask=None if bool(real.all()) else real.long(),
+            attention_mask=key_mask,
             position_ids=pos,
-            cache=self._path_cache(paths),
+            cache=cache,
             cache_position=self.P + row_cols,
         ).last_hidden_state
         self.path_tokens += ids.numel()
@@ -277,7 +274,7 @@ class IsolatedPathsForward:
         canvas_cols = src[valid]  # (n_valid,)
         row_cols = (torch.arange(self.R, device=src.device)[None, :].expand(n, -1))[valid] + self.P
         path_of = torch.arange(n, device=src.device)[:, None].expand(-1, self.R)[valid]
-        for mine, theirs in zip(self.canvas_cache.layers, self._path_cache(paths).layers, strict=True):
+        for mine, theirs in zip(self.canvas_cache.layers, self._path_cache(paths)[0].layers, strict=True):
             for a, b in ((mine.keys, theirs.keys), (mine.values, theirs.values)):
                 rows = b.reshape(self.B, n, *b.shape[1:])  # (B, n, H_kv, P + R, hd)
                 a[:, :, canvas_cols] = rows[:, path_of, :, row_cols].permute(1, 2, 0, 3)
@@ -323,9 +320,17 @@ class IsolatedPathsForward:
         if self.prompt_cache is None:
             self._prompt_pass(x)
         need = rows.any(0)  # (L,) columns asked for in some row
-        need_paths = bool((need & self.path_columns).any())
-        need_summary = bool((need & self.summary_columns).any())
-        if bool((need & ~(self.path_columns | self.summary_columns)).any()):
+        need_paths, need_summary, outside = torch.stack(  # one host sync for the step's three questions
+            [
+                (need & c).any()
+                for c in (
+                    self.path_columns,
+                    self.summary_columns,
+                    ~(self.path_columns | self.summary_columns),
+                )
+            ]
+        ).tolist()
+        if outside:
             raise RuntimeError(
                 "path isolation: a strategy asked for a column outside the paths and the summary."
             )

@@ -318,7 +318,9 @@ class DiffusionGenerationMixin:
     def _decoding_pass(self, cfg, canvas: Canvas, attn, position_ids) -> Callable:
         """The step's model call: `forward(x, plan) -> (N, V)` aligned logits of `plan.rows`, with classifier-
         free guidance (`cfg_scale`: the unconditional canvas masks the prompt; two passes in one batch) and,
-        with `cache_implementation`, a KV cache that this call's loop owns (:class:`CachedForward`)."""
+        with `cache_implementation`, a KV cache that this call's loop owns (:class:`CachedForward`); with
+        `path_isolation=True` the isolated pass (:class:`IsolatedPathsForward`, which takes the cache into its path
+        rows), with `"masked"` the whole canvas under the isolated mask."""
         mask_id, shift = cfg.mask_token_id, cfg.shift_logits
         cfg_scale = float(cfg.cfg_scale or 0.0)
         guided = cfg_scale > 0
@@ -326,11 +328,7 @@ class DiffusionGenerationMixin:
             prompt_index = canvas.ids != mask_id  # everything that was not a mask at the start
             attn = None if attn is None else torch.cat([attn, attn], 0)
             position_ids = torch.cat([position_ids, position_ids], 0)
-        cached = (
-            CachedForward(self, cfg.cache_implementation, cfg.cache_refresh, attn, position_ids, shift)
-            if cfg.cache_implementation is not None
-            else None
-        )
+        cached = None
         if canvas.isolation is not None:
             if cfg.path_isolation is True:  # the paths as rows over one exact prompt cache (§10)
                 cached = IsolatedPathsForward(
@@ -344,6 +342,10 @@ class DiffusionGenerationMixin:
                 )
             else:  # "masked": the whole canvas under the isolated mask (the exact reference)
                 attn = canvas.isolation.attention_mask
+        elif cfg.cache_implementation is not None:
+            cached = CachedForward(
+                self, cfg.cache_implementation, cfg.cache_refresh, attn, position_ids, shift
+            )
 
         def logits_of(x: torch.LongTensor, rows: torch.BoolTensor, window) -> torch.Tensor:
             if cached is not None:
