@@ -11,8 +11,13 @@ forward passes of a batch of 100 (with early exit, the batch runs until its slow
 problem (its last commit's step + 1). Wall times come from runs made one after the other on a shared machine:
 their ratios carry the load of the moment (benchmarks/decode.py --cache measures speed side by side).
 
+`--isolated` runs models/nap-tiny-isolated with `path_isolation=True` instead (docs/isolation.md): no cache and
+the dual cache inside the path rows, blocks of 10 and no blocks, at each k; files `iso-*.json`, table
+`table-iso-n200.md`. The prompt's cache is exact there, so only the paths' blocks are approximated.
+
 ```bash
 OMP_NUM_THREADS=1 python benchmarks/cache_toy.py --threads 1            # 200 problems (about an hour here)
+OMP_NUM_THREADS=1 python benchmarks/cache_toy.py --threads 1 --isolated # nap-tiny-isolated (about 15 min)
 python benchmarks/cache_toy.py --n 40 --ks 1                            # a quick look
 python benchmarks/cache_toy.py --render                                 # the table from the files only
 ```
@@ -57,6 +62,18 @@ def configurations(ks: list[int]) -> list[tuple[str, dict]]:
                 {"strategy": "threshold", "canvas": "nap", "cache_implementation": cache},
             )
         )
+    return out
+
+
+def isolated_configurations(ks: list[int]) -> list[tuple[str, dict]]:
+    """`--isolated`: every row decodes with isolated paths; no cache and the dual cache in the path rows."""
+    out = []
+    for k in ks:
+        for cache in (None, "dual"):
+            extra = {"block_length": BLOCK, "cache_implementation": cache, "path_isolation": True}
+            out.append((f"iso-pf-k{k}-b{BLOCK}-{cache or 'none'}-es0", {"k": k, **extra}))
+    for k in ks:
+        out.append((f"iso-pf-k{k}-noblocks-none-es0", {"k": k, "path_isolation": True}))
     return out
 
 
@@ -135,7 +152,12 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(REPO / "models" / "nap-tiny"))
+    parser.add_argument("--model", default=None, help="default models/nap-tiny (models/nap-tiny-isolated)")
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="nap-tiny-isolated, path_isolation=True: none vs dual in the rows",
+    )
     parser.add_argument("--n", type=int, default=200, help="held-out problems")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4], help="tokens per step")
     parser.add_argument("--batch_size", type=int, default=100)
@@ -150,10 +172,13 @@ def main(argv: list[str] | None = None) -> None:
     import nap_hf  # noqa: F401
     from nap_hf.data.toy_arithmetic import ToyArithmetic
 
+    if args.model is None:
+        args.model = str(REPO / "models" / ("nap-tiny-isolated" if args.isolated else "nap-tiny"))
     out = Path(args.out)
+    tag = "iso-" if args.isolated else ""
     model = tok = problems = None
     results: dict[str, dict] = {}
-    for key, spec in configurations(args.ks):
+    for key, spec in (isolated_configurations if args.isolated else configurations)(args.ks):
         file = out / f"{key}-n{args.n}.json"
         if file.exists():
             results[key] = json.loads(file.read_text())
@@ -175,9 +200,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{key:36s} acc {100 * row['accuracy']:5.1f}%  NFE {row['nfe']:6.1f}  {row['seconds']:7.1f} s",
             flush=True,
         )
-        write_text_atomic(out / f"table-n{args.n}.md", table(results))
+        write_text_atomic(out / f"table-{tag}n{args.n}.md", table(results))
     text = table(results)
-    write_text_atomic(out / f"table-n{args.n}.md", text)
+    write_text_atomic(out / f"table-{tag}n{args.n}.md", text)
     print("\n" + text)
 
 

@@ -363,14 +363,18 @@ class IsolatedPathsForward:
             if full is None:
                 full = h.new_zeros(self.B, self.L, h.shape[-1])
             full[:, self.summary_cols] = h
-        out = self.head(align_predictions(full, self.shift)[rows])  # (N, V)
+        hidden = align_predictions(full, self.shift)[rows]  # (N, D)
         if self.world > 1 and need_paths:
-            # rows of other processes' paths get placeholder logits (the same on every process): the counts they
-            # commit are the schedule's, and their tokens and trace are replaced by the owners' at the gather
+            # rows of other processes' paths get placeholder logits (zeros, the same on every process) and no LM
+            # head: the counts they commit are the schedule's, and their tokens and trace are replaced by the
+            # owners' at the gather
             foreign = self.path_columns & ~self.local_columns
-            drop = foreign[None, :].expand_as(rows)[rows]
-            out = out.masked_fill(drop[:, None], 0.0)
-        return out
+            mine = ~foreign[None, :].expand_as(rows)[rows]
+            logits = self.head(hidden[mine])
+            out = logits.new_zeros(hidden.shape[0], logits.shape[-1])
+            out[mine] = logits
+            return out
+        return self.head(hidden)  # (N, V)
 
     def committed(self, commit: torch.BoolTensor) -> None:
         """After a step: a commit in a path column makes the canvas cache's path keys and values stale; with the
