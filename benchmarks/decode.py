@@ -36,6 +36,7 @@ Commands (from the repository root):
     .venv/bin/python benchmarks/decode.py --steps 128 --temperatures 1 --repeats 5 --threads 1
     .venv/bin/python benchmarks/decode.py --parallel-forced --repeats 2  # NAP-D: m = 1/2/3, 1-4 tokens/step
     .venv/bin/python benchmarks/decode.py --render benchmarks/results/decode.json   # re-summarize, no runs
+    .venv/bin/python benchmarks/decode.py --isolation   # isolated paths vs full attention (decode_isolation.py)
 
 Results: a markdown table on stdout, and `decode.json` + `decode.md` in `--out-dir` (default
 `benchmarks/results/`), written atomically; the JSON keeps every run's samples. Progress goes to stderr.
@@ -993,6 +994,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict | None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--isolation" in argv:  # the isolated-paths suites live in their own module (its docstring)
+        sys.path.insert(0, str(HERE))
+        from decode_isolation import main as isolation_main
+
+        return isolation_main([a for a in argv if a != "--isolation"])
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
