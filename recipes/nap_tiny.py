@@ -262,7 +262,9 @@ def _card(model, kind: str, run: Path, config: str | None, results: str | None) 
         last = curve[-1]
         evals.append(row(f"toy arithmetic, {last['n']} held-out problems (step {last['step']})", last))
     if results and Path(results).is_dir():
-        for f in sorted(Path(results).glob(f"{kind}-*-n*.json")):
+        # the toy replication's files of this model (nap-tiny-isolated: its headline m = 3 rows at each k)
+        pattern = {"nap-isolated": "iso-parallel_forced-m3-k*-n*.json"}.get(kind, f"{kind}-*-n*.json")
+        for f in sorted(Path(results).glob(pattern)):
             r = json.loads(f.read_text())
             evals.append(row(f"toy arithmetic, {r['n']} held-out problems", r))
     name = {"nap": "nap-tiny", "longcot": "nap-tiny-longcot", "nap-isolated": "nap-tiny-isolated"}[kind]
