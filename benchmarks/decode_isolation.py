@@ -61,6 +61,10 @@ sys.path.insert(0, str(HERE))
 
 from decode import CACHE_SHAPES, _cpu_name, build_cache_model, log, write_atomic  # noqa: E402
 
+from nap_hf.data import build_layout  # noqa: E402
+from nap_hf.generation.isolated import path_shares  # noqa: E402
+from nap_hf.isolation import path_header_width  # noqa: E402
+
 BLOCK = 30
 SUMMARY = 32
 MODES = ("full", "masked", "isolated", "full+dual", "isolated+dual")
@@ -75,14 +79,15 @@ def header_ids(m: int) -> list[list[int]]:
 
 
 def canvas_facts(m: int, path_length: int, prompt_length: int) -> dict:
-    """Canvas length and the keys one path query attends to, full attention vs an isolated path row."""
-    H = 2  # every path header above is 2 tokens
-    L = prompt_length + m * (H + path_length) + 1 + SUMMARY
+    """Canvas length and the keys one path query attends to, full attention vs an isolated path row (from the
+    layout `generate` builds, so they follow the headers above)."""
+    layout = build_layout(None, m, path_length, SUMMARY, header_ids=header_ids(m))
+    L = prompt_length + layout.length
     return {
         "canvas": L,
         "keys_full": L,
-        "keys_isolated": prompt_length + H + path_length,
-        "summary_columns": 1 + SUMMARY,
+        "keys_isolated": prompt_length + path_header_width(layout) + path_length,
+        "summary_columns": len(layout.header_spans[-1]) + SUMMARY,
     }
 
 
@@ -265,8 +270,6 @@ def ratios(rounds: dict[str, list[dict]]) -> dict:
 
 
 def summary_phase(run: dict) -> str:
-    if "summary_phase_ms" not in run:  # an earlier version of this script kept only the median summary step
-        return f"median step {run['summary_step_ms']:.0f} ms, {run['summary_step_tokens']:.0f} tokens"
     return f"{run['summary_steps']}, {run['summary_phase_ms']:.0f}, {run['summary_phase_tokens']}"
 
 
@@ -304,14 +307,12 @@ def markdown_steps(report: dict) -> str:
         for key, r in e["ratios"].items():
             lines.append(
                 f"| {e['m']} | {key} | {f(r['seconds'], '.2f')} | {f(r['path_step_ms'], '.2f')} "
-                f"| {f(r.get('summary_phase_ms'), '.2f')} | {f(r['trunk_tokens'], '.2f')} |"
+                f"| {f(r['summary_phase_ms'], '.2f')} | {f(r['trunk_tokens'], '.2f')} |"
             )
-    same = [  # (an earlier version of this script stored only whether all tokens agreed)
+    same = [
         f"m={e['m']}: {100 * e['isolated_agrees_with_masked']:.1f}%"
-        if "isolated_agrees_with_masked" in e
-        else f"m={e['m']}: {'all' if e['isolated_equals_masked'] else 'not all'}"
         for e in report["results"]
-        if "isolated_agrees_with_masked" in e or "isolated_equals_masked" in e
+        if "isolated_agrees_with_masked" in e
     ]
     if same:
         lines += [
@@ -468,8 +469,6 @@ def markdown_distributed(report: dict) -> str:
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for e in report["results"]:
-        from nap_hf.generation.isolated import path_shares
-
         shares = "+".join(str(len(s)) for s in path_shares(e["m"], n))
         lines.append(
             f"| {e['m']} | {shares} | {e['one_s']:.2f} | {e['many_s']:.2f} | {e['ratio']:.2f} "

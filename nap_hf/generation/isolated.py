@@ -161,6 +161,7 @@ class IsolatedPathsForward:
         self.local_columns = torch.zeros(L, dtype=torch.bool, device=device)
         for j in self.local:
             self.local_columns[src[j][src[j] >= 0]] = True
+        self.foreign_columns = self.path_columns & ~self.local_columns  # other processes' paths
         self.trace: torch.Tensor | None = None  # the loop's trace, fixed up by the gather (set by the loop)
         self.prompt_cache: DiffusionCache | None = None
         self.path_caches: dict[tuple[int, ...], tuple[DiffusionCache, torch.Tensor | None]] = {}
@@ -368,8 +369,7 @@ class IsolatedPathsForward:
             # rows of other processes' paths get placeholder logits (zeros, the same on every process) and no LM
             # head: the counts they commit are the schedule's, and their tokens and trace are replaced by the
             # owners' at the gather
-            foreign = self.path_columns & ~self.local_columns
-            mine = ~foreign[None, :].expand_as(rows)[rows]
+            mine = ~self.foreign_columns[None, :].expand_as(rows)[rows]
             logits = self.head(hidden[mine])
             out = logits.new_zeros(hidden.shape[0], logits.shape[-1])
             out[mine] = logits
